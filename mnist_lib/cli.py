@@ -1,0 +1,165 @@
+"""The command line: `python -m mnist_lib {train,seeds,run,bench} ...`. Thin: it parses, then calls."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def whole(name: str, minimum: int):
+    """An argparse type: a whole number >= minimum, with a message that says so."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"learning rate must be a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"learning rate must be > 0, got {text}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + line
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="net", help="net (the seed's 13,154 params) or tiny")
+    p.add_argument("--epochs", type=whole("epochs", 1), help="default: the model's recipe")
+    p.add_argument("--batch-size", type=whole("batch size", 1))
+    p.add_argument("--lr", type=positive_float, help="peak learning rate")
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--ema", type=float, help="EMA decay per step, 0 = off")
+    p.add_argument("--schedule", choices=["onecycle", "constant"])
+    p.add_argument("--rotate", type=float, help="max rotation in degrees")
+    p.add_argument("--shift", type=float, help="max shift in pixels")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--limit-train", type=whole("--limit-train", 1), help="use only the first N training images")
+    p.add_argument("--limit-test", type=whole("--limit-test", 1), help="use only the first N test images")
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda or mps")
+    p.add_argument("--data-dir", type=Path, help="where MNIST/raw lives (default: data/ or $MNIST_DATA_DIR)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from(args: argparse.Namespace, seed: int | None = None):
+    from .recipes import recipe
+
+    return recipe(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dropout=args.dropout,
+                  ema=args.ema, schedule=args.schedule, rotate=args.rotate, shift=args.shift,
+                  precision=args.precision, limit_train=args.limit_train, limit_test=args.limit_test, seed=seed)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .target import check_target
+    from .train import fit
+
+    history = fit(config_from(args, args.seed), args.out, device=args.device, data_dir=args.data_dir,
+                  resume=args.resume, force=args.force, progress=not args.no_progress, log=log)
+    log(check_target(history).line())
+
+
+def cmd_seeds(args: argparse.Namespace) -> None:
+    from .sweep import run_seeds, summary_table
+    from .target import MAX_EPOCHS
+
+    cfg = config_from(args)
+    summary = run_seeds(cfg, args.seeds, args.out, device=args.device, data_dir=args.data_dir,
+                        progress=not args.no_progress, log=log, max_epochs=args.max_epochs or MAX_EPOCHS)
+    log(summary_table(summary))
+
+
+def parse_value(text: str):
+    """A papermill parameter value: a Python literal (3, 0.5, 'x', True) or else a plain string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from .chain import run_chain
+    from .files import read_json
+    from .paths import RESULTS_DIR, resolve
+    from .target import check_target
+
+    params = {name: parse_value(value) for name, value in args.p}
+    done = run_chain(smoke=args.smoke, parameters=params, log=log)
+    log(f"executed {len(done)} notebooks into {done[0].parent}")
+    if not args.smoke:
+        run_dir = resolve(params.get("RUN_DIR", RESULTS_DIR / "net"))
+        log(check_target(read_json(run_dir / "history.json")).line())
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import run_bench
+
+    run_bench(model=args.model, epochs=args.epochs, device=args.device, repeats=args.repeats,
+              data_dir=args.data_dir, log=log)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m mnist_lib", description="MNIST under 15k parameters: train, sweep, run, bench")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("train", help="train one model and write history.json and model.pt")
+    add_training_options(p)
+    p.add_argument("--seed", type=whole("seed", 0), default=1)
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite a run that already exists")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("seeds", help="train one run per seed and summarise over seeds")
+    add_training_options(p)
+    p.add_argument("--seeds", type=whole("seed", 0), nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--out", type=Path, required=True, help="sweep directory (one seed-N folder per seed)")
+    p.add_argument("--max-epochs", type=whole("--max-epochs", 1), help="epoch budget for the target check")
+    p.set_defaults(func=cmd_seeds)
+
+    p = sub.add_parser("run", help="execute the notebook chain with papermill")
+    p.add_argument("--smoke", action="store_true", help="tiny data, one epoch, outputs under smoke/")
+    p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="override a notebook parameter, e.g. -p EPOCHS 5")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", help="the usual DataLoader pipeline vs this library's path, side by side")
+    p.add_argument("--model", default="net")
+    p.add_argument("--epochs", type=whole("epochs", 1), default=2, help="epochs per pipeline")
+    p.add_argument("--repeats", type=whole("repeats", 1), default=1, help="alternating rounds")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", type=Path)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last finished epoch is in the checkpoint; continue with --resume", file=sys.stderr)
+        return 130
+    return 0

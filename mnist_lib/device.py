@@ -1,0 +1,45 @@
+"""One place that picks the device and the precision; it may change speed, never meaning."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import UserError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """cuda -> mps -> cpu for "auto"; an explicit name must be present."""
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise UserError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}")
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but this machine has no CUDA GPU: use --device cpu or auto")
+    if name == "mps" and not has_mps:
+        raise UserError("device 'mps' asked for, but this machine has no Apple GPU: use --device cpu or auto")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True when oneDNN has native bf16 kernels here (avx512_bf16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for a precision setting: "auto", "bf16" or "fp32"."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise UserError(f"unknown precision {precision!r}: choose auto, bf16 or fp32")
+    if precision == "fp32" or device.type == "mps":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_bf16() else None

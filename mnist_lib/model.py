@@ -1,0 +1,90 @@
+"""The networks: the seed document's reference ``Net`` and a smaller ``TinyNet``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UserError
+
+
+def conv_bn(c_in: int, c_out: int, kernel: int, padding: int, dropout: float) -> nn.Sequential:
+    """Conv (no bias: BatchNorm's shift replaces it) -> BatchNorm -> ReLU -> Dropout2d."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+        nn.Dropout2d(dropout),
+    )
+
+
+class Net(nn.Module):
+    """The seed document's network: 13,154 parameters, layer shapes unchanged.
+
+    ``dropout`` is the seed's Dropout2d rate (0.05); the training recipe may set another.
+    """
+
+    def __init__(self, dropout: float = 0.05) -> None:
+        super().__init__()
+        self.max_pool = nn.MaxPool2d(2, 2)
+        self.conv_block1 = nn.Sequential(conv_bn(1, 8, 3, 1, dropout), conv_bn(8, 24, 3, 1, dropout))  # 28x28
+        self.transition1 = conv_bn(24, 8, 1, 0, dropout)  # after the pool: 14x14
+        self.conv_block2 = nn.Sequential(conv_bn(8, 16, 3, 0, dropout), conv_bn(16, 24, 3, 0, dropout))  # 10x10
+        self.transition2 = conv_bn(24, 8, 1, 0, dropout)
+        self.conv_block3 = nn.Sequential(conv_bn(8, 16, 3, 0, dropout), conv_bn(16, 32, 3, 0, dropout))  # 6x6
+        self.gap = nn.AvgPool2d(6)
+        self.dense = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_block1(x)  # (B, 24, 28, 28)
+        x = self.max_pool(x)  # (B, 24, 14, 14)
+        x = self.transition1(x)  # (B, 8, 14, 14)
+        x = self.conv_block2(x)  # (B, 24, 10, 10)
+        x = self.transition2(x)  # (B, 8, 10, 10)
+        x = self.conv_block3(x)  # (B, 32, 6, 6)
+        x = self.gap(x).flatten(1)  # (B, 32)
+        return F.log_softmax(self.dense(x), dim=1)
+
+
+class TinyNet(nn.Module):
+    """A smaller cousin of ``Net`` for the "how small can it go" exercise.
+
+    Same ideas (3x3 convs with BatchNorm, a 1x1 squeeze after the pool, GAP), fewer channels,
+    and a 1x1 conv to 10 channels in place of the dense layer.
+    """
+
+    def __init__(self, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn(1, 8, 3, 1, dropout),  # (B, 8, 28, 28)
+            conv_bn(8, 12, 3, 1, dropout),  # (B, 12, 28, 28)
+            nn.MaxPool2d(2, 2),  # (B, 12, 14, 14)
+            conv_bn(12, 8, 1, 0, dropout),  # (B, 8, 14, 14)
+            conv_bn(8, 12, 3, 0, dropout),  # (B, 12, 12, 12)
+            conv_bn(12, 16, 3, 0, dropout),  # (B, 16, 10, 10)
+            nn.MaxPool2d(2, 2),  # (B, 16, 5, 5)
+            conv_bn(16, 12, 3, 1, dropout),  # (B, 12, 5, 5)
+        )
+        self.head = nn.Conv2d(12, 10, 1)  # (B, 10, 5, 5): a per-position classifier
+        self.gap = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.gap(self.head(self.features(x))).flatten(1)  # (B, 10)
+        return F.log_softmax(x, dim=1)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"net": Net, "tiny": TinyNet}
+
+
+def build_model(name: str, dropout: float | None = None) -> nn.Module:
+    """A model by name; ``dropout=None`` keeps the model's own default rate."""
+    if name not in MODELS:
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    return MODELS[name]() if dropout is None else MODELS[name](dropout=dropout)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,292 @@
+"""The notebooks' figures: each function returns a matplotlib Figure; `save_figure` writes one.
+
+Figures are made with `matplotlib.figure.Figure`, never pyplot, so no backend is chosen or changed
+here: saving renders with Agg, and a notebook shows a figure once, when a cell returns it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .augment import random_affine
+from .data import MEAN, STD, normalize
+from .files import atomic_write, read_json
+from .sweep import load_summary, seed_dir
+from .target import LAST_N, TARGET_ACC, check_target
+from .train import TrainConfig, make_scheduler, steps_per_epoch
+
+DPI = 110
+TARGET_STYLE = {"color": "tab:red", "linestyle": "--", "linewidth": 1}
+WINDOW_STYLE = {"color": "tab:green", "alpha": 0.12}
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG, atomically; fixed dpi and no version stamp, so a redraw of the same
+    figure gives the same bytes."""
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None}))
+
+
+def image_axes(ax: Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def digit_grid(images: torch.Tensor, labels: torch.Tensor, per_class: int = 8) -> Figure:
+    """The first ``per_class`` images of each digit; images uint8 (N, 28, 28), one row per digit."""
+    fig = Figure(figsize=(0.8 * per_class + 0.6, 8.9), layout="constrained")
+    axes = fig.subplots(10, per_class, squeeze=False)
+    for digit in range(10):
+        idx = (labels == digit).nonzero().flatten()[:per_class]
+        for col, ax in enumerate(axes[digit]):
+            image_axes(ax)
+            if col < len(idx):
+                ax.imshow(images[idx[col]].cpu().numpy(), cmap="gray_r", vmin=0, vmax=255)
+        axes[digit, 0].set_ylabel(str(digit), rotation=0, labelpad=10, fontsize=12, va="center")
+    fig.suptitle(f"MNIST training images: the first {per_class} of each digit")
+    fig.supxlabel("example (28 x 28 pixels each)")
+    fig.supylabel("label (digit)")
+    return fig
+
+
+def class_balance(train_labels: torch.Tensor, test_labels: torch.Tensor) -> Figure:
+    """Share of each digit in the training and the test split, side by side."""
+    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    ax = fig.subplots()
+    digits = np.arange(10)
+    shares = []
+    for offset, (name, labels) in zip((-0.2, 0.2), (("train", train_labels), ("test", test_labels)), strict=True):
+        share = 100 * torch.bincount(labels.cpu(), minlength=10).double() / len(labels)
+        shares.append(share)
+        ax.bar(digits + offset, share.numpy(), width=0.4, label=f"{name} ({len(labels):,} images)")
+    ax.axhline(10, color="gray", linestyle=":", linewidth=1, label="uniform (10 %)")
+    lo, hi = min(s.min().item() for s in shares), max(s.max().item() for s in shares)
+    ax.set_title(f"Class balance: each digit is {lo:.1f} to {hi:.1f} % of its split")
+    ax.set_xticks(digits)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("share of the split (%)")
+    ax.set_ylim(0, hi * 1.25)
+    ax.legend(loc="upper center", ncols=3)
+    return fig
+
+
+def augment_examples(images: torch.Tensor, rotate: float, shift: float, seed: int = 0, n: int = 8,
+                     draws: int = 3) -> Figure:
+    """``n`` uint8 images (top row) and ``draws`` rows of their randomly rotated and shifted copies."""
+    x = normalize(images[:n])  # (n, 1, 28, 28), as the training loop sees them
+    generator = torch.Generator().manual_seed(seed)
+    rows = [x] + [random_affine(x, rotate, shift, generator) for _ in range(draws)]
+    vmin, vmax = (0 - MEAN) / STD, (1 - MEAN) / STD  # the normalised values of black and white
+    fig = Figure(figsize=(0.95 * n + 1.0, 1.0 * len(rows) + 0.9), layout="constrained")
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (batch, row_axes) in enumerate(zip(rows, axes, strict=True)):
+        for image, ax in zip(batch, row_axes, strict=False):
+            image_axes(ax)
+            ax.imshow(image[0].numpy(), cmap="gray_r", vmin=vmin, vmax=vmax)
+        row_axes[0].set_ylabel("original" if r == 0 else f"draw {r}", fontsize=10)
+    fig.suptitle(f"Augmentation: rotation up to ±{rotate:g}°, shift up to ±{shift:g} px, never a flip")
+    fig.supxlabel("training image (28 x 28 px); each row below the first is a new random draw")
+    return fig
+
+
+def text_figure(text: str, title: str) -> Figure:
+    """A block of monospaced text (e.g. torchsummary's table) as an image."""
+    lines = text.splitlines() or [""]
+    # 9 pt monospace: about 0.075 in per character and 0.15 in per line at linespacing 1.2.
+    width = 0.075 * max(len(line) for line in lines) + 0.5
+    height = 0.15 * len(lines) + 0.8
+    fig = Figure(figsize=(width, height))
+    fig.text(0.25 / width, 1 - 0.6 / height, text, family="monospace", fontsize=9, linespacing=1.2, va="top")
+    fig.suptitle(title, y=1 - 0.12 / height, va="top")
+    return fig
+
+
+def lr_schedule(cfg: TrainConfig, n_train: int | None = None) -> Figure:
+    """The learning rate and momentum of every optimizer step of ``cfg``, from a throwaway optimizer
+    driven by the training loop's own scheduler. ``n_train`` defaults to the run's training images."""
+    n_train = n_train or cfg.limit_train or 60_000
+    steps = steps_per_epoch(n_train, min(cfg.batch_size, n_train))
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    scheduler = make_scheduler(optimizer, cfg, steps)
+    lrs, momenta = [], []
+    for _ in range(cfg.epochs * steps):
+        lrs.append(optimizer.param_groups[0]["lr"])  # the value this step trains with
+        momenta.append(optimizer.param_groups[0]["momentum"])
+        optimizer.step()  # no gradients: changes nothing, but keeps the scheduler's order check quiet
+        scheduler.step()
+    epoch = np.arange(len(lrs)) / steps
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax_lr, ax_m = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    ax_lr.plot(epoch, lrs)
+    peak = int(np.argmax(lrs))
+    ax_lr.annotate(f"peak {lrs[peak]:g} at epoch {epoch[peak]:.1f}", (epoch[peak], lrs[peak]),
+                   xytext=(8, -4), textcoords="offset points", va="top")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_ylim(0, max(lrs) * 1.1)
+    ax_m.plot(epoch, momenta, color="tab:orange")
+    ax_m.set_ylabel("momentum")
+    ax_m.set_xlabel("epoch")
+    ax_m.set_xlim(0, cfg.epochs)
+    ax_m.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_m.margins(y=0.2)
+    ax_lr.set_title(f"{cfg.schedule} schedule: {cfg.epochs} epochs x {steps} steps of {min(cfg.batch_size, n_train)} "
+                    f"images, lr {lrs[0]:.3g} -> {lrs[peak]:g} -> {lrs[-1]:.2g}")
+    return fig
+
+
+def run_title(history: dict) -> str:
+    return f"{history['model']} ({history['params']:,} params), seed {history['seed']}, {history['device']}"
+
+
+def zoom_ylim(ax: Axes, accs: list[float]) -> float:
+    """Zoom the y axis on the later epochs and the target; return the lower limit."""
+    late = accs[-max(LAST_N, len(accs) // 2):]
+    lo = min(TARGET_ACC - 0.4, min(late) - 0.15)
+    hi = max(max(late), TARGET_ACC) + 0.25
+    ax.set_ylim(lo, hi)
+    return lo
+
+
+def loss_accuracy(history: dict) -> Figure:
+    """Loss and accuracy per epoch, train and test, with the target."""
+    epochs = [e["epoch"] for e in history["epochs"]]
+    get = lambda key: [e[key] for e in history["epochs"]]  # noqa: E731
+    ema = history["config"].get("ema", 0)
+    test_label = "test (EMA weights)" if ema else "test"
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss.plot(epochs, get("train_loss"), "o-", markersize=3, label="train (augmented batches)")
+    ax_loss.plot(epochs, get("test_loss"), "o-", markersize=3, label=test_label)
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("loss (NLL, nats per image, log scale)")
+    ax_loss.set_title("Loss")
+    ax_acc.plot(epochs, get("train_acc"), "o-", markersize=3, label="train (augmented batches)")
+    ax_acc.plot(epochs, get("test_acc"), "o-", markersize=3, label=test_label)
+    ax_acc.axhline(TARGET_ACC, **TARGET_STYLE, label=f"target {TARGET_ACC:.2f} %")
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_title("Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{run_title(history)}: loss and accuracy per epoch")
+    return fig
+
+
+def accuracy_zoom(history: dict) -> Figure:
+    """Test accuracy per epoch, zoomed near the target, with the last-N window shaded and labelled."""
+    epochs = [e["epoch"] for e in history["epochs"]]
+    accs = [e["test_acc"] for e in history["epochs"]]
+    result = check_target(history)
+    fig = Figure(figsize=(8, 4.4), layout="constrained")
+    ax = fig.subplots()
+    last = epochs[-LAST_N:]
+    ax.axvspan(last[0] - 0.5, last[-1] + 0.5, **WINDOW_STYLE, label=f"last {LAST_N} epochs")
+    ax.axhline(TARGET_ACC, **TARGET_STYLE, label=f"target {TARGET_ACC:.2f} %")
+    ax.plot(epochs, accs, "o-", markersize=4, label="test accuracy")
+    for e, a in zip(last, accs[-LAST_N:], strict=True):
+        ax.annotate(f"{a:.2f}", (e, a), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=8)
+    lo = zoom_ylim(ax, accs)
+    below = [e for e, a in zip(epochs, accs, strict=True) if a < lo]
+    if below:
+        ax.text(0.01, 0.02, f"epochs {below[0]}-{below[-1]} are below {lo:.2f} %, off the axis",
+                transform=ax.transAxes, fontsize=8, color="gray")
+    ax.set_xlim(0.5, max(epochs[-1], 1) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    verdict = "pass" if result.passed else "fail"
+    ax.set_title(f"{run_title(history)}\nlowest of the last {LAST_N}: {min(result.last_accs):.2f} % "
+                 f"(target {TARGET_ACC:.2f} %: {verdict})")
+    return fig
+
+
+def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, classes: int = 10) -> torch.Tensor:
+    """Counts (classes, classes): row = true label, column = prediction."""
+    labels, preds = labels.cpu().long(), preds.cpu().long()
+    return torch.bincount(labels * classes + preds, minlength=classes * classes).reshape(classes, classes)
+
+
+def confusion_figure(cm: torch.Tensor) -> Figure:
+    """The confusion matrix with counts in the cells, on a log colour scale so the few errors show."""
+    counts = cm.cpu().numpy()
+    total, errors = int(counts.sum()), int(counts.sum() - np.trace(counts))
+    fig = Figure(figsize=(6.6, 5.6), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_equal(counts, 0), cmap="Blues", norm=LogNorm(vmin=1, vmax=max(counts.max(), 2)))
+    for (i, j), n in np.ndenumerate(counts):
+        if n:
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=8,
+                    color="white" if n > math.sqrt(counts.max()) else "black")
+    ax.set_xticks(range(len(counts)))
+    ax.set_yticks(range(len(counts)))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    fig.colorbar(image, ax=ax, label="test images (count, log colour scale)")
+    ax.set_title(f"Confusion matrix: {errors} errors in {total:,} test images ({100 * (total - errors) / total:.2f} %)")
+    return fig
+
+
+def misclassified(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, n: int = 24,
+                  cols: int = 8) -> Figure:
+    """The misclassified images, most confident mistakes first; images uint8 (N, 28, 28), probs (N, 10)."""
+    probs, labels = probs.cpu(), labels.cpu()
+    confidence, preds = probs.max(1)
+    wrong = (preds != labels).nonzero().flatten()
+    shown = wrong[confidence[wrong].argsort(descending=True)][:n]
+    rows = max(1, math.ceil(len(shown) / cols))
+    fig = Figure(figsize=(1.25 * cols, 1.55 * rows + 1.0), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, i in zip(axes, shown.tolist(), strict=False):  # fewer mistakes than panels is fine
+        ax.set_axis_on()
+        image_axes(ax)
+        ax.imshow(images[i].cpu().numpy(), cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"true {labels[i]}, pred {preds[i]}\n{100 * confidence[i]:.0f} % sure", fontsize=8)
+    fig.suptitle(f"Misclassified test digits: {len(shown)} of {len(wrong)} errors in {len(labels):,} images, "
+                 "most confident first")
+    fig.supxlabel("test image (28 x 28 px); above each: true label, prediction, probability of the prediction",
+                  fontsize=9)
+    return fig
+
+
+def seed_curves(sweeps: list[str | Path]) -> Figure:
+    """Test accuracy per epoch of every seed of each sweep (one panel per sweep), with the min-max band
+    over seeds, the target and the last-N window."""
+    fig = Figure(figsize=(6 * len(sweeps), 4.6), layout="constrained")
+    axes = fig.subplots(1, len(sweeps), squeeze=False)[0]
+    for ax, sweep in zip(axes, sweeps, strict=True):
+        summary = load_summary(sweep)
+        runs = {r["seed"]: read_json(seed_dir(Path(sweep), r["seed"]) / "history.json") for r in summary["runs"]}
+        curves = {seed: [e["test_acc"] for e in h["epochs"]] for seed, h in runs.items()}
+        n_epochs = min(len(c) for c in curves.values())
+        accs = np.array([c[:n_epochs] for c in curves.values()])  # (seeds, epochs)
+        epochs = np.arange(1, n_epochs + 1)
+        ax.axvspan(epochs[-min(LAST_N, n_epochs)] - 0.5, n_epochs + 0.5, **WINDOW_STYLE, label=f"last {LAST_N} epochs")
+        ax.fill_between(epochs, accs.min(0), accs.max(0), color="tab:blue", alpha=0.2, label="min-max over seeds")
+        for seed, row in zip(curves, accs, strict=True):
+            ax.plot(epochs, row, linewidth=1, label=f"seed {seed}")
+        ax.axhline(TARGET_ACC, **TARGET_STYLE, label=f"target {TARGET_ACC:.2f} %")
+        zoom_ylim(ax, list(accs.min(0)))
+        ax.set_xlim(0.5, n_epochs + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8, ncols=2)
+        ax.set_title(f"{summary['model']} ({summary['params']:,} params): {summary['passed']}/{summary['total']} "
+                     f"seeds pass")
+    fig.suptitle("Test accuracy per epoch for every seed of a sweep")
+    return fig

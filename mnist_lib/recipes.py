@@ -1,0 +1,22 @@
+"""The default recipe of each model: what `train`, `seeds` and the notebooks use unless told otherwise."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .errors import UserError
+from .model import MODELS
+from .train import TrainConfig
+
+RECIPES: dict[str, TrainConfig] = {
+    "net": TrainConfig(model="net"),
+    "tiny": TrainConfig(model="tiny", epochs=15),
+}
+
+
+def recipe(model: str, **overrides) -> TrainConfig:
+    """The model's recipe with the given fields replaced (None values are ignored)."""
+    if model not in MODELS:
+        raise UserError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
+    base = RECIPES.get(model, TrainConfig(model=model))
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None}).validate()
