@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from .data import MEAN, STD, ensure_mnist, load_mnist
 from .device import autocast_dtype, pick_device
 from .recipes import recipe
-from .train import (DeviceData, TrainConfig, evaluate, make_ema, make_scheduler, steps_per_epoch,
-                    train_one_epoch)
+from .train import DeviceData, TrainConfig, evaluate, make_ema, make_scheduler, steps_per_epoch, train_one_epoch
 
 
 class PeakMemory:

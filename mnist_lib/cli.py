@@ -1,4 +1,4 @@
-"""The command line: `python -m mnist_lib {train,seeds,run,bench} ...`. Thin: it parses, then calls."""
+"""The command line: `python -m mnist_lib {train,seeds,ablate,run,bench} ...`. Thin: it parses, then calls."""
 
 from __future__ import annotations
 
@@ -117,8 +117,22 @@ def cmd_bench(args: argparse.Namespace) -> None:
               data_dir=args.data_dir, log=log)
 
 
+def cmd_ablate(args: argparse.Namespace) -> None:
+    from .ablate import ablation_table, run_ablation
+
+    results = run_ablation(args.seeds, args.out, only=args.only, device=args.device, data_dir=args.data_dir,
+                           progress=not args.no_progress, log=log)
+    log(ablation_table(results))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report import results_table
+
+    log(results_table())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m mnist_lib", description="MNIST under 15k parameters: train, sweep, run, bench")
+    parser = Parser(prog="python -m mnist_lib", description="MNIST under 15k parameters: train, seeds, ablate, run, bench")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train one model and write history.json and model.pt")
@@ -141,6 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="override a notebook parameter, e.g. -p EPOCHS 5")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ablate", help="take one part of the recipe away at a time, over several seeds")
+    p.add_argument("--seeds", type=whole("seed", 0), nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", type=Path, required=True, help="one folder per variant, one seed-N folder per seed")
+    p.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("report", help="print the README's results table from results/sweep-*/summary.json")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="the usual DataLoader pipeline vs this library's path, side by side")
     p.add_argument("--model", default="net")

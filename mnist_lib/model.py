@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -11,11 +12,14 @@ from torch import nn
 from .errors import UserError
 
 
-def conv_bn(c_in: int, c_out: int, kernel: int, padding: int, dropout: float) -> nn.Sequential:
-    """Conv (no bias: BatchNorm's shift replaces it) -> BatchNorm -> ReLU -> Dropout2d."""
+def conv_bn(c_in: int, c_out: int, kernel: int, padding: int, dropout: float, batchnorm: bool = True) -> nn.Sequential:
+    """Conv (no bias: BatchNorm's shift replaces it) -> BatchNorm -> ReLU -> Dropout2d.
+
+    ``batchnorm=False`` (the ablation) puts an identity in BatchNorm's place and gives the conv a bias.
+    """
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False),
-        nn.BatchNorm2d(c_out),
+        nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=not batchnorm),
+        nn.BatchNorm2d(c_out) if batchnorm else nn.Identity(),
         nn.ReLU(),
         nn.Dropout2d(dropout),
     )
@@ -25,16 +29,18 @@ class Net(nn.Module):
     """The seed document's network: 13,154 parameters, layer shapes unchanged.
 
     ``dropout`` is the seed's Dropout2d rate (0.05); the training recipe may set another.
+    ``batchnorm=False`` exists only for the ablation.
     """
 
-    def __init__(self, dropout: float = 0.05) -> None:
+    def __init__(self, dropout: float = 0.05, batchnorm: bool = True) -> None:
         super().__init__()
+        block = partial(conv_bn, dropout=dropout, batchnorm=batchnorm)
         self.max_pool = nn.MaxPool2d(2, 2)
-        self.conv_block1 = nn.Sequential(conv_bn(1, 8, 3, 1, dropout), conv_bn(8, 24, 3, 1, dropout))  # 28x28
-        self.transition1 = conv_bn(24, 8, 1, 0, dropout)  # after the pool: 14x14
-        self.conv_block2 = nn.Sequential(conv_bn(8, 16, 3, 0, dropout), conv_bn(16, 24, 3, 0, dropout))  # 10x10
-        self.transition2 = conv_bn(24, 8, 1, 0, dropout)
-        self.conv_block3 = nn.Sequential(conv_bn(8, 16, 3, 0, dropout), conv_bn(16, 32, 3, 0, dropout))  # 6x6
+        self.conv_block1 = nn.Sequential(block(1, 8, 3, 1), block(8, 24, 3, 1))  # 28x28
+        self.transition1 = block(24, 8, 1, 0)  # after the pool: 14x14
+        self.conv_block2 = nn.Sequential(block(8, 16, 3, 0), block(16, 24, 3, 0))  # 10x10
+        self.transition2 = block(24, 8, 1, 0)
+        self.conv_block3 = nn.Sequential(block(8, 16, 3, 0), block(16, 32, 3, 0))  # 6x6
         self.gap = nn.AvgPool2d(6)
         self.dense = nn.Linear(32, 10)
 
@@ -76,7 +82,27 @@ class TinyNet(nn.Module):
         return F.log_softmax(x, dim=1)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"net": Net, "tiny": TinyNet}
+class FlatNet(Net):
+    """The ablation's "no GAP": Net with flatten + dense in place of GAP + Linear(32, 10).
+
+    A dense layer on 32 x 6 x 6 features would cost 11,530 weights; to stay within the same budget
+    the last conv gives 10 channels, so flatten(10 x 6 x 6) -> 10 brings the total to 13,222.
+    """
+
+    def __init__(self, dropout: float = 0.05) -> None:
+        super().__init__(dropout)
+        self.conv_block3[1] = conv_bn(16, 10, 3, 0, dropout)  # (B, 10, 6, 6)
+        self.gap = nn.Identity()  # forward's flatten then gives (B, 360)
+        self.dense = nn.Linear(10 * 6 * 6, 10)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "net": Net,
+    "tiny": TinyNet,
+    # Variants of Net used only by the ablation (mnist_lib.ablate).
+    "net-nobn": partial(Net, batchnorm=False),
+    "net-flat": FlatNet,
+}
 
 
 def build_model(name: str, dropout: float | None = None) -> nn.Module:

@@ -14,7 +14,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from .augment import random_affine
 from .data import MEAN, STD, normalize
@@ -26,6 +26,13 @@ from .train import TrainConfig, make_scheduler, steps_per_epoch
 DPI = 110
 TARGET_STYLE = {"color": "tab:red", "linestyle": "--", "linewidth": 1}
 WINDOW_STYLE = {"color": "tab:green", "alpha": 0.12}
+
+
+class PlainLogFormatter(LogFormatter):
+    """LogFormatter's choice of which log-axis ticks to label, written as 0.02 rather than 2e-02."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
@@ -103,7 +110,7 @@ def text_figure(text: str, title: str) -> Figure:
     width = 0.075 * max(len(line) for line in lines) + 0.5
     height = 0.15 * len(lines) + 0.8
     fig = Figure(figsize=(width, height))
-    fig.text(0.25 / width, 1 - 0.6 / height, text, family="monospace", fontsize=9, linespacing=1.2, va="top")
+    fig.text(0.25 / width, 1 - 0.5 / height, text, family="monospace", fontsize=9, linespacing=1.2, va="top")
     fig.suptitle(title, y=1 - 0.12 / height, va="top")
     return fig
 
@@ -127,18 +134,18 @@ def lr_schedule(cfg: TrainConfig, n_train: int | None = None) -> Figure:
     ax_lr, ax_m = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     ax_lr.plot(epoch, lrs)
     peak = int(np.argmax(lrs))
-    ax_lr.annotate(f"peak {lrs[peak]:g} at epoch {epoch[peak]:.1f}", (epoch[peak], lrs[peak]),
-                   xytext=(8, -4), textcoords="offset points", va="top")
+    ax_lr.annotate(f"peak {lrs[peak]:.3g} at epoch {epoch[peak]:.1f}", (epoch[peak], lrs[peak]),
+                   xytext=(4, 5), textcoords="offset points", va="bottom")
     ax_lr.set_ylabel("learning rate")
-    ax_lr.set_ylim(0, max(lrs) * 1.1)
+    ax_lr.set_ylim(0, max(lrs) * 1.18)
     ax_m.plot(epoch, momenta, color="tab:orange")
     ax_m.set_ylabel("momentum")
     ax_m.set_xlabel("epoch")
     ax_m.set_xlim(0, cfg.epochs)
     ax_m.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_m.margins(y=0.2)
-    ax_lr.set_title(f"{cfg.schedule} schedule: {cfg.epochs} epochs x {steps} steps of {min(cfg.batch_size, n_train)} "
-                    f"images, lr {lrs[0]:.3g} -> {lrs[peak]:g} -> {lrs[-1]:.2g}")
+    ax_lr.set_title(f"{cfg.schedule} schedule: {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} x {steps} steps of "
+                    f"{min(cfg.batch_size, n_train)} images, lr {lrs[0]:.3g} -> {lrs[peak]:.3g} -> {lrs[-1]:.2g}")
     return fig
 
 
@@ -166,6 +173,8 @@ def loss_accuracy(history: dict) -> Figure:
     ax_loss.plot(epochs, get("train_loss"), "o-", markersize=3, label="train (augmented batches)")
     ax_loss.plot(epochs, get("test_loss"), "o-", markersize=3, label=test_label)
     ax_loss.set_yscale("log")
+    ax_loss.yaxis.set_major_formatter(PlainLogFormatter())
+    ax_loss.yaxis.set_minor_formatter(PlainLogFormatter())
     ax_loss.set_ylabel("loss (NLL, nats per image, log scale)")
     ax_loss.set_title("Loss")
     ax_acc.plot(epochs, get("train_acc"), "o-", markersize=3, label="train (augmented batches)")
@@ -197,12 +206,10 @@ def accuracy_zoom(history: dict) -> Figure:
         ax.annotate(f"{a:.2f}", (e, a), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=8)
     lo = zoom_ylim(ax, accs)
     below = [e for e, a in zip(epochs, accs, strict=True) if a < lo]
-    if below:
-        ax.text(0.01, 0.02, f"epochs {below[0]}-{below[-1]} are below {lo:.2f} %, off the axis",
-                transform=ax.transAxes, fontsize=8, color="gray")
+    span = "" if not below else f"{below[0]}" if len(below) == 1 else f"s {below[0]}-{below[-1]}"
     ax.set_xlim(0.5, max(epochs[-1], 1) + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch" + (f" (epoch{span} below {lo:.2f} %, off the axis)" if below else ""))
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -275,7 +282,7 @@ def seed_curves(sweeps: list[str | Path]) -> Figure:
         accs = np.array([c[:n_epochs] for c in curves.values()])  # (seeds, epochs)
         epochs = np.arange(1, n_epochs + 1)
         ax.axvspan(epochs[-min(LAST_N, n_epochs)] - 0.5, n_epochs + 0.5, **WINDOW_STYLE, label=f"last {LAST_N} epochs")
-        ax.fill_between(epochs, accs.min(0), accs.max(0), color="tab:blue", alpha=0.2, label="min-max over seeds")
+        ax.fill_between(epochs, accs.min(0), accs.max(0), color="gray", alpha=0.25, label="min-max over seeds")
         for seed, row in zip(curves, accs, strict=True):
             ax.plot(epochs, row, linewidth=1, label=f"seed {seed}")
         ax.axhline(TARGET_ACC, **TARGET_STYLE, label=f"target {TARGET_ACC:.2f} %")
@@ -285,7 +292,7 @@ def seed_curves(sweeps: list[str | Path]) -> Figure:
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8, ncols=2)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncols=4)
         ax.set_title(f"{summary['model']} ({summary['params']:,} params): {summary['passed']}/{summary['total']} "
                      f"seeds pass")
     fig.suptitle("Test accuracy per epoch for every seed of a sweep")

@@ -51,7 +51,7 @@ def summarize(histories: list[dict], max_epochs: int = MAX_EPOCHS) -> dict:
     first = histories[0]
     return {
         "model": first["model"], "params": first["params"], "epochs": len(first["epochs"]),
-        "device": first["device"], "precision": first.get("precision"), "cpu": first.get("cpu"),
+        "device": first["device"], "precision": first.get("precision"), "hardware": first.get("hardware"),
         "torch": first.get("torch"), "config": {k: v for k, v in first["config"].items() if k != "seed"},
         "target": {"acc": TARGET_ACC, "last_n": LAST_N, "max_epochs": max_epochs},
         "runs": runs,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -25,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .augment import random_affine
 from .data import Mnist, load_mnist, normalize
-from .device import autocast_dtype, pick_device
+from .device import autocast_dtype, hardware, pick_device
 from .errors import UserError
 from .files import load_torch, read_json, save_torch, write_json
 from .model import build_model, count_params
@@ -285,7 +284,7 @@ def fit(
     scheduler = make_scheduler(optimizer, cfg, steps)
     history = {"model": cfg.model, "params": count_params(model), "seed": cfg.seed, "device": str(dev),
                "precision": str(amp).replace("torch.", "") if amp else "float32",
-               "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+               "torch": torch.__version__, "hardware": hardware(dev),
                "config": asdict(cfg), "epochs": []}
 
     ckpt_path = run_dir / "checkpoint.pt"

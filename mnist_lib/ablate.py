@@ -1,0 +1,60 @@
+"""The ablation: from the reference recipe, take one thing away at a time, over several seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import UserError
+from .files import write_json
+from .recipes import recipe
+from .sweep import run_seeds
+
+# What each variant changes in the `net` recipe; "recipe" is the untouched baseline.
+ABLATIONS: dict[str, dict] = {
+    "recipe": {},
+    "seed-dropout": {"dropout": 0.05},  # the seed document's Dropout2d(0.05) after every conv
+    "no-batchnorm": {"model": "net-nobn"},
+    "no-augmentation": {"rotate": 0.0, "shift": 0.0},
+    "constant-lr": {"schedule": "constant", "lr": 0.01},  # the seed's SGD lr 0.01, no schedule
+    "no-ema": {"ema": 0.0},  # evaluate the raw weights
+    "flatten-dense": {"model": "net-flat"},  # flatten + dense in place of GAP, same budget
+}
+
+
+def run_ablation(seeds: list[int], out: str | Path, only: list[str] | None = None, device: str = "auto",
+                 data_dir: str | Path | None = None, progress: bool = True,
+                 log: Callable[[str], None] = print) -> dict:
+    """Train every variant on every seed (finished runs are kept) and write ablation.json."""
+    names = only or list(ABLATIONS)
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        raise UserError(f"unknown ablation {', '.join(unknown)}: choose from {', '.join(ABLATIONS)}")
+    out = Path(out)
+    results = {}
+    for name in names:
+        cfg = replace(recipe("net"), **ABLATIONS[name]).validate()
+        log(f"ablation {name}: {ABLATIONS[name] or 'the recipe as it is'}")
+        try:
+            results[name] = {"changes": ABLATIONS[name],
+                             "summary": run_seeds(cfg, seeds, out / name, device, data_dir, progress, log)}
+        except UserError as exc:  # e.g. a variant whose loss diverges: that is a result too
+            results[name] = {"changes": ABLATIONS[name], "error": str(exc)}
+            log(f"ablation {name}: {exc}")
+    write_json(out / "ablation.json", results)
+    return results
+
+
+def ablation_table(results: dict) -> str:
+    """One row per variant: params, mean ± std of the final accuracy and of the last-5 minimum, passes."""
+    lines = [f"{'variant':<16} | {'params':>6} | {'final acc (%)':>13} | {'last-5 min (%)':>14} | {'worst':>6} | passed"]
+    for name, r in results.items():
+        if "error" in r:
+            lines.append(f"{name:<16} | {'':>6} | {'failed: ' + r['error'][:60]}")
+            continue
+        s = r["summary"]
+        lines.append(f"{name:<16} | {s['params']:>6,} | {s['final']['mean']:6.2f} ± {s['final']['std']:.2f} | "
+                     f"{s['min_last']['mean']:7.2f} ± {s['min_last']['std']:.2f} | {s['worst_min_last']:6.2f} | "
+                     f"{s['passed']}/{s['total']}")
+    return "\n".join(lines)
