@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .data import MEAN, STD, ensure_mnist, load_mnist
 from .device import autocast_dtype, pick_device
 from .recipes import recipe
-from .train import DeviceData, TrainConfig, evaluate, make_ema, make_scheduler, steps_per_epoch, train_one_epoch
+from .train import DeviceData, TrainConfig, evaluate, make_ema, make_optimizer, make_scheduler, steps_per_epoch, train_one_epoch
 
 
 class PeakMemory:
@@ -60,8 +60,7 @@ def setup(cfg: TrainConfig, device: torch.device):
     from .model import build_model
 
     model = build_model(cfg.model, cfg.dropout).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-                                weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(60_000, cfg.batch_size))
     return model, optimizer, scheduler, make_ema(model, cfg.ema) if cfg.ema else None
 

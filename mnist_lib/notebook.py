@@ -25,6 +25,12 @@ class NotebookSettings:
     images_dir: Path  # where the figures go
     smoke: bool
 
+    def __repr__(self) -> str:  # paths relative to the repository, so the output is the same on every machine
+        show = lambda p: str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)  # noqa: E731
+        return (f"NotebookSettings(model={self.model!r}, epochs={self.epochs}, seed={self.seed}, "
+                f"limit_train={self.limit_train}, limit_test={self.limit_test}, device={self.device!r}, "
+                f"run_dir={show(self.run_dir)!r}, images_dir={show(self.images_dir)!r}, smoke={self.smoke})")
+
 
 def is_smoke() -> bool:
     return os.environ.get(SMOKE_ENV, "") not in ("", "0")

@@ -21,9 +21,10 @@ from .data import MEAN, STD, normalize
 from .files import atomic_write, read_json
 from .sweep import load_summary, seed_dir
 from .target import LAST_N, TARGET_ACC, check_target
-from .train import TrainConfig, make_scheduler, steps_per_epoch
+from .train import TrainConfig, make_optimizer, make_scheduler, steps_per_epoch
 
 DPI = 110
+MNIST_TRAIN = 60_000  # training images in the full data set
 TARGET_STYLE = {"color": "tab:red", "linestyle": "--", "linewidth": 1}
 WINDOW_STYLE = {"color": "tab:green", "alpha": 0.12}
 
@@ -90,7 +91,7 @@ def augment_examples(images: torch.Tensor, rotate: float, shift: float, seed: in
     x = normalize(images[:n])  # (n, 1, 28, 28), as the training loop sees them
     generator = torch.Generator().manual_seed(seed)
     rows = [x] + [random_affine(x, rotate, shift, generator) for _ in range(draws)]
-    vmin, vmax = (0 - MEAN) / STD, (1 - MEAN) / STD  # the normalised values of black and white
+    vmin, vmax = (0 - MEAN) / STD, (1 - MEAN) / STD  # where pixel values 0 and 1 land after normalising
     fig = Figure(figsize=(0.95 * n + 1.0, 1.0 * len(rows) + 0.9), layout="constrained")
     axes = fig.subplots(len(rows), n, squeeze=False)
     for r, (batch, row_axes) in enumerate(zip(rows, axes, strict=True)):
@@ -110,7 +111,9 @@ def text_figure(text: str, title: str) -> Figure:
     width = 0.075 * max(len(line) for line in lines) + 0.5
     height = 0.15 * len(lines) + 0.8
     fig = Figure(figsize=(width, height))
-    fig.text(0.25 / width, 1 - 0.5 / height, text, family="monospace", fontsize=9, linespacing=1.2, va="top")
+    ax = fig.add_axes((0, 0, 1, 1))  # IPython does not display a figure without axes
+    ax.set_axis_off()
+    ax.text(0.25 / width, 1 - 0.5 / height, text, family="monospace", fontsize=9, linespacing=1.2, va="top")
     fig.suptitle(title, y=1 - 0.12 / height, va="top")
     return fig
 
@@ -118,10 +121,9 @@ def text_figure(text: str, title: str) -> Figure:
 def lr_schedule(cfg: TrainConfig, n_train: int | None = None) -> Figure:
     """The learning rate and momentum of every optimizer step of ``cfg``, from a throwaway optimizer
     driven by the training loop's own scheduler. ``n_train`` defaults to the run's training images."""
-    n_train = n_train or cfg.limit_train or 60_000
+    n_train = n_train or cfg.limit_train or MNIST_TRAIN
     steps = steps_per_epoch(n_train, min(cfg.batch_size, n_train))
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    optimizer = make_optimizer(torch.nn.Linear(1, 1), cfg)
     scheduler = make_scheduler(optimizer, cfg, steps)
     lrs, momenta = [], []
     for _ in range(cfg.epochs * steps):
@@ -142,11 +144,18 @@ def lr_schedule(cfg: TrainConfig, n_train: int | None = None) -> Figure:
     ax_m.set_ylabel("momentum")
     ax_m.set_xlabel("epoch")
     ax_m.set_xlim(0, cfg.epochs)
-    ax_m.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_m.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax_m.margins(y=0.2)
     ax_lr.set_title(f"{cfg.schedule} schedule: {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} x {steps} steps of "
                     f"{min(cfg.batch_size, n_train)} images, lr {lrs[0]:.3g} -> {lrs[peak]:.3g} -> {lrs[-1]:.2g}")
     return fig
+
+
+def epoch_axis(ax: Axes, n_epochs: int) -> None:
+    """Whole-number epoch ticks from 1 to ``n_epochs``, even for a one-epoch run."""
+    ax.set_xlim(0.5, max(n_epochs, 1) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("epoch")
 
 
 def run_title(history: dict) -> str:
@@ -183,8 +192,7 @@ def loss_accuracy(history: dict) -> Figure:
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_title("Accuracy")
     for ax in (ax_loss, ax_acc):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epoch_axis(ax, len(epochs))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{run_title(history)}: loss and accuracy per epoch")
@@ -206,10 +214,10 @@ def accuracy_zoom(history: dict) -> Figure:
         ax.annotate(f"{a:.2f}", (e, a), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=8)
     lo = zoom_ylim(ax, accs)
     below = [e for e, a in zip(epochs, accs, strict=True) if a < lo]
-    span = "" if not below else f"{below[0]}" if len(below) == 1 else f"s {below[0]}-{below[-1]}"
-    ax.set_xlim(0.5, max(epochs[-1], 1) + 0.5)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch" + (f" (epoch{span} below {lo:.2f} %, off the axis)" if below else ""))
+    epoch_axis(ax, len(epochs))
+    if below:
+        which = f"epoch {below[0]}" if len(below) == 1 else f"epochs {below[0]}-{below[-1]}"
+        ax.set_xlabel(f"epoch ({which} below {lo:.2f} %, off the axis)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -261,7 +269,7 @@ def misclassified(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tenso
         ax.set_axis_on()
         image_axes(ax)
         ax.imshow(images[i].cpu().numpy(), cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(f"true {labels[i]}, pred {preds[i]}\n{100 * confidence[i]:.0f} % sure", fontsize=8)
+        ax.set_title(f"true {int(labels[i])}, pred {int(preds[i])}\n{100 * confidence[i]:.0f} % sure", fontsize=8)
     fig.suptitle(f"Misclassified test digits: {len(shown)} of {len(wrong)} errors in {len(labels):,} images, "
                  "most confident first")
     fig.supxlabel("test image (28 x 28 px); above each: true label, prediction, probability of the prediction",
@@ -287,9 +295,7 @@ def seed_curves(sweeps: list[str | Path]) -> Figure:
             ax.plot(epochs, row, linewidth=1, label=f"seed {seed}")
         ax.axhline(TARGET_ACC, **TARGET_STYLE, label=f"target {TARGET_ACC:.2f} %")
         zoom_ylim(ax, list(accs.min(0)))
-        ax.set_xlim(0.5, n_epochs + 0.5)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
+        epoch_axis(ax, n_epochs)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncols=4)

@@ -34,7 +34,7 @@ def check_target(history: dict, max_epochs: int = MAX_EPOCHS) -> TargetResult:
     last = accs[-LAST_N:]
     reasons = []
     if len(accs) < LAST_N:
-        reasons.append(f"only {len(accs)} epochs, need at least {LAST_N}")
+        reasons.append(f"only {len(accs)} epoch(s), need at least {LAST_N}")
     if len(accs) > max_epochs:
         reasons.append(f"{len(accs)} epochs > {max_epochs}")
     if history["params"] >= MAX_PARAMS:

@@ -1,0 +1,42 @@
+"""Helpers the tests import: small configs, a CLI runner, history comparison."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from mnist_lib import TrainConfig
+from mnist_lib.paths import REPO_ROOT
+
+# The CLI runs that tests compare (plus --epochs): seed 7, 5,000 train / 1,000 test images, on the
+# CPU even where there is a GPU (exact comparisons need a deterministic device).
+CLI_RUN = ["--seed", "7", "--limit-train", "5000", "--limit-test", "1000", "--device", "cpu", "--no-progress"]
+
+
+def silent(message: str) -> None:
+    pass
+
+
+def small_config(**overrides) -> TrainConfig:
+    """A run that takes about a second on one CPU thread: TinyNet, 256 + 256 images, one epoch."""
+    base = {"model": "tiny", "epochs": 1, "limit_train": 256, "limit_test": 256, "batch_size": 64}
+    return TrainConfig(**{**base, **overrides})
+
+
+def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m mnist_lib ARGS` from the repository root; text output captured."""
+    return subprocess.run([sys.executable, "-m", "mnist_lib", *map(str, args)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(*args: str | Path, log: Path) -> subprocess.Popen:
+    """The same, started in the background, its stdout and stderr going to ``log``."""
+    with open(log, "w") as out:  # the child keeps its own copy of the file descriptor
+        return subprocess.Popen([sys.executable, "-m", "mnist_lib", *map(str, args)], cwd=REPO_ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def without_timing(history: dict) -> dict:
+    """A history with the wall-clock fields dropped: everything left must be reproducible."""
+    return {**history, "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history["epochs"]]}

@@ -1,0 +1,25 @@
+"""The papermill chain's clean-up of a stale injected-parameters cell."""
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from mnist_lib.chain import drop_injected_parameters
+
+
+def test_drop_injected_parameters(tmp_path):
+    path = tmp_path / "03-train.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_markdown_cell("# Train"),
+        new_code_cell("EPOCHS = 20", metadata={"tags": ["parameters"]}),
+        new_code_cell("# Parameters\nEPOCHS = 1", metadata={"tags": ["injected-parameters"]}),
+        new_code_cell("print(EPOCHS)"),
+    ]), path)
+    drop_injected_parameters(path)
+    cells = nbformat.read(path, as_version=4).cells
+    assert [c.source for c in cells] == ["# Train", "EPOCHS = 20", "print(EPOCHS)"]
+    assert cells[1].metadata.tags == ["parameters"]
+
+    clean = path.read_bytes()
+    mtime = path.stat().st_mtime_ns
+    drop_injected_parameters(path)  # nothing to drop: the file is left alone
+    assert path.read_bytes() == clean and path.stat().st_mtime_ns == mtime
