@@ -109,3 +109,10 @@ def test_build_model():
     assert build_model("net", dropout=0.2).conv_block1[0][3].p == 0.2
     with pytest.raises(UserError, match="nope"):
         build_model("nope")
+
+
+def test_ablation_variants_stay_in_budget():
+    # net-nobn: every BatchNorm (2 * 136 channels) goes, every conv gains a bias (136).
+    assert count_params(build_model("net-nobn")) == 13_154 - 2 * 136 + 136
+    # net-flat: last conv 16->10 (1,440 + 20 BN), flatten(10*6*6) -> 10 (3,610) in place of 16->32 and GAP + Linear(32, 10).
+    assert count_params(build_model("net-flat")) == 13_154 - (4_608 + 64) - 330 + (1_440 + 20) + 3_610
