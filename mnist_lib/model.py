@@ -56,30 +56,34 @@ class Net(nn.Module):
 
 
 class TinyNet(nn.Module):
-    """A smaller cousin of ``Net`` for the "how small can it go" exercise.
+    """A narrower cousin of ``Net`` for the "how small can it go" exercise: 7,570 parameters.
 
-    Same ideas (3x3 convs with BatchNorm, a 1x1 squeeze after the pool, GAP), fewer channels,
-    and a 1x1 conv to 10 channels in place of the dense layer.
+    The same plan (two 3x3 convs, max-pool, 1x1 squeeze, two 3x3 convs, 1x1 squeeze, two 3x3
+    convs, GAP, dense) with the widest layers cut from 24/24/32 channels to 12/16/16. A version
+    with 5,618 parameters (a second pool and a 1x1 head) stayed at 99.28-99.36 % in its last
+    five epochs, so this is the smallest we have evidence for.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
+        block = partial(conv_bn, dropout=dropout)
         self.features = nn.Sequential(
-            conv_bn(1, 8, 3, 1, dropout),  # (B, 8, 28, 28)
-            conv_bn(8, 12, 3, 1, dropout),  # (B, 12, 28, 28)
+            block(1, 8, 3, 1),  # (B, 8, 28, 28)
+            block(8, 12, 3, 1),  # (B, 12, 28, 28)
             nn.MaxPool2d(2, 2),  # (B, 12, 14, 14)
-            conv_bn(12, 8, 1, 0, dropout),  # (B, 8, 14, 14)
-            conv_bn(8, 12, 3, 0, dropout),  # (B, 12, 12, 12)
-            conv_bn(12, 16, 3, 0, dropout),  # (B, 16, 10, 10)
-            nn.MaxPool2d(2, 2),  # (B, 16, 5, 5)
-            conv_bn(16, 12, 3, 1, dropout),  # (B, 12, 5, 5)
+            block(12, 8, 1, 0),  # (B, 8, 14, 14)
+            block(8, 12, 3, 0),  # (B, 12, 12, 12)
+            block(12, 16, 3, 0),  # (B, 16, 10, 10)
+            block(16, 8, 1, 0),  # (B, 8, 10, 10)
+            block(8, 16, 3, 0),  # (B, 16, 8, 8)
+            block(16, 16, 3, 0),  # (B, 16, 6, 6)
         )
-        self.head = nn.Conv2d(12, 10, 1)  # (B, 10, 5, 5): a per-position classifier
         self.gap = nn.AdaptiveAvgPool2d(1)
+        self.dense = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.gap(self.head(self.features(x))).flatten(1)  # (B, 10)
-        return F.log_softmax(x, dim=1)
+        x = self.gap(self.features(x)).flatten(1)  # (B, 16)
+        return F.log_softmax(self.dense(x), dim=1)
 
 
 class FlatNet(Net):
