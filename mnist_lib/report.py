@@ -20,7 +20,8 @@ def results_table(sweeps: dict[str, Path] = SWEEPS) -> str:
         seeds = ", ".join(str(r["seed"]) for r in s["runs"])
         rows.append(
             f"| `{name}` | {s['params']:,} | {s['epochs']} | {s['final']['mean']:.2f} ± {s['final']['std']:.2f} % "
-            f"| {s['min_last']['mean']:.2f} ± {s['min_last']['std']:.2f} % | {s['worst_min_last']:.2f} % | {s['passed']}/{s['total']} (seeds {seeds}) "
+            f"| {s['min_last']['mean']:.2f} ± {s['min_last']['std']:.2f} % | {s['worst_min_last']:.2f} % "
+            f"| {s['passed']}/{s['total']} (seeds {seeds}) "
             f"| {s['seconds_per_run'] / 60:.1f} min | {s['hardware']} ({s['device']}, {s['precision']}), torch {s['torch']} |"
         )
     return "\n".join(rows)
