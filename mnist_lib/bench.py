@@ -21,7 +21,7 @@ import psutil
 import torch
 import torch.nn.functional as F
 
-from .data import MEAN, STD, ensure_mnist, load_mnist
+from .data import MEAN, STD, TRAIN_SIZE, ensure_mnist, load_mnist
 from .device import autocast_dtype, pick_device
 from .recipes import recipe
 from .train import DeviceData, TrainConfig, evaluate, make_ema, make_optimizer, make_scheduler, steps_per_epoch, train_one_epoch
@@ -61,7 +61,7 @@ def setup(cfg: TrainConfig, device: torch.device):
 
     model = build_model(cfg.model, cfg.dropout).to(device)
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(60_000, cfg.batch_size))
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(TRAIN_SIZE, cfg.batch_size))
     return model, optimizer, scheduler, make_ema(model, cfg.ema) if cfg.ema else None
 
 
@@ -131,7 +131,8 @@ def run_bench(model: str = "net", epochs: int = 2, device: str = "auto", repeats
     raw = ensure_mnist(data_dir, log=log)
     data = DeviceData.from_mnist(load_mnist(data_dir, log=log), dev)
     amp = autocast_dtype(dev, cfg.precision)
-    log(f"bench: {model}, batch {cfg.batch_size}, {steps_per_epoch(60_000, cfg.batch_size)} steps/epoch, "
+    steps = steps_per_epoch(TRAIN_SIZE, cfg.batch_size)
+    log(f"bench: {model}, batch {cfg.batch_size}, {steps} steps/epoch, "
         f"{epochs} epochs x {repeats} rounds each way, device {dev}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, library precision {str(amp or torch.float32).replace('torch.', '')}")
     results: dict[str, dict] = {"usual": {"times": [], "peak": 0}, "library": {"times": [], "peak": 0}}
@@ -143,7 +144,7 @@ def run_bench(model: str = "net", epochs: int = 2, device: str = "auto", repeats
             results[name]["times"] += times
             results[name]["peak"] = max(results[name]["peak"], mem.peak)
             log(f"round {round_ + 1} {name:>7}: " + ", ".join(f"{t:.1f}" for t in times) + " s/epoch")
-    train_images = steps_per_epoch(60_000, cfg.batch_size) * cfg.batch_size
+    train_images = steps * cfg.batch_size
     for name, r in results.items():
         r["median"] = statistics.median(r["times"])
         r["images_per_s"] = train_images / r["median"]

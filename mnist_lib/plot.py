@@ -17,14 +17,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from .augment import random_affine
-from .data import MEAN, STD, normalize
+from .data import MEAN, STD, TRAIN_SIZE, normalize
 from .files import atomic_write, read_json
 from .sweep import load_summary, seed_dir
 from .target import LAST_N, TARGET_ACC, check_target
 from .train import TrainConfig, make_optimizer, make_scheduler, steps_per_epoch
 
 DPI = 110
-MNIST_TRAIN = 60_000  # training images in the full data set
 TARGET_STYLE = {"color": "tab:red", "linestyle": "--", "linewidth": 1}
 WINDOW_STYLE = {"color": "tab:green", "alpha": 0.12}
 
@@ -121,7 +120,7 @@ def text_figure(text: str, title: str) -> Figure:
 def lr_schedule(cfg: TrainConfig, n_train: int | None = None) -> Figure:
     """The learning rate and momentum of every optimizer step of ``cfg``, from a throwaway optimizer
     driven by the training loop's own scheduler. ``n_train`` defaults to the run's training images."""
-    n_train = n_train or cfg.limit_train or MNIST_TRAIN
+    n_train = n_train or cfg.limit_train or TRAIN_SIZE
     steps = steps_per_epoch(n_train, min(cfg.batch_size, n_train))
     optimizer = make_optimizer(torch.nn.Linear(1, 1), cfg)
     scheduler = make_scheduler(optimizer, cfg, steps)
