@@ -1,4 +1,4 @@
-"""The command line: `python -m mnist_lib {train,seeds,ablate,run,bench} ...`. Thin: it parses, then calls."""
+"""The command line: `python -m mnist_lib {train,seeds,ablate,run,report,bench,colab} ...`. Thin: it parses, then calls."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import ast
 import sys
 from pathlib import Path
 
+from .colab import REPOSITORY as COLAB_REPOSITORY
 from .errors import UserError
 
 
@@ -131,6 +132,19 @@ def cmd_report(args: argparse.Namespace) -> None:
     log(results_table())
 
 
+def cmd_colab(args: argparse.Namespace) -> None:
+    from .chain import notebooks
+    from .colab import add_colab_cells, check_repository, point_readme
+    from .paths import REPO_ROOT
+
+    repository = check_repository(args.repository)
+    for book in notebooks():
+        add_colab_cells(book, repository)
+        log(f"{book.name}: Colab badge and set-up cell for {repository}")
+    point_readme(REPO_ROOT / "README.md", repository)
+    log(f"README.md: Colab links for {repository}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m mnist_lib", description="MNIST under 15k parameters: train, seeds, ablate, run, bench")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -175,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir", type=Path)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("colab", help="put the Colab badge and set-up cell at the top of every notebook")
+    p.add_argument("--repository", default=COLAB_REPOSITORY, help="https://github.com/OWNER/NAME (default: %(default)s)")
+    p.set_defaults(func=cmd_colab)
     return parser
 
 
