@@ -21,8 +21,16 @@ SMOKE_ENV = "MNIST_SMOKE"
 SMOKE_DIR = REPO_ROOT / "smoke"
 
 
-def notebooks() -> list[Path]:
-    return sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks in order; with ``only``, those whose number or name is listed ("02", "06-ablation")."""
+    books = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
+    if not only:
+        return books
+    wanted = set(only)
+    unknown = wanted - {b.stem for b in books} - {b.stem[:2] for b in books}
+    if unknown:
+        raise UserError(f"no notebook {', '.join(sorted(unknown))}: choose from {', '.join(b.stem for b in books)}")
+    return [b for b in books if b.stem in wanted or b.stem[:2] in wanted]
 
 
 def drop_injected_parameters(path: Path) -> None:
@@ -34,12 +42,12 @@ def drop_injected_parameters(path: Path) -> None:
         write_text(path, nbformat.writes(nb))
 
 
-def run_chain(smoke: bool = False, parameters: dict | None = None,
+def run_chain(smoke: bool = False, parameters: dict | None = None, only: list[str] | None = None,
               log: Callable[[str], None] = print) -> list[Path]:
-    """Execute every notebook in order; return the paths of the executed copies."""
+    """Execute every notebook (or those in ``only``) in order; return the paths of the executed copies."""
     import papermill as pm
 
-    books = notebooks()
+    books = notebooks(only)
     if not books:
         raise UserError(f"no notebooks found in {NOTEBOOKS_DIR}")
     if smoke:

@@ -104,9 +104,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .target import check_target
 
     params = {name: parse_value(value) for name, value in args.p}
-    done = run_chain(smoke=args.smoke, parameters=params, log=log)
+    done = run_chain(smoke=args.smoke, parameters=params, only=args.only, log=log)
     log(f"executed {len(done)} notebooks into {done[0].parent}")
-    if not args.smoke:
+    if not args.smoke and any(book.name.startswith("03-") for book in done):
         run_dir = resolve(params.get("RUN_DIR", RESULTS_DIR / "net"))
         log(check_target(read_json(run_dir / "history.json")).line())
 
@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny data, one epoch, outputs under smoke/")
     p.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="override a notebook parameter, e.g. -p EPOCHS 5")
+    p.add_argument("--only", nargs="+", metavar="NOTEBOOK",
+                   help="run only these notebooks, by number or name (e.g. --only 04 05), in order")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ablate", help="take one part of the recipe away at a time, over several seeds")

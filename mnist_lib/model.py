@@ -59,9 +59,10 @@ class TinyNet(nn.Module):
     """A narrower cousin of ``Net`` for the "how small can it go" exercise: 7,570 parameters.
 
     The same plan (two 3x3 convs, max-pool, 1x1 squeeze, two 3x3 convs, 1x1 squeeze, two 3x3
-    convs, GAP, dense) with the widest layers cut from 24/24/32 channels to 12/16/16. A version
-    with 5,618 parameters (a second pool and a 1x1 head) stayed at 99.28-99.36 % in its last
-    five epochs, so this is the smallest we have evidence for.
+    convs, GAP, dense) with the widest layers cut from 24/24/32 channels to 12/16/16. Trained with
+    batch 128 for 15 epochs (its recipe) it holds >= 99.42 % in the last five epochs on 5 of 5 seeds.
+    A version with 5,618 parameters (a second pool and a 1x1 head) stayed at 99.28-99.36 %, so this
+    is the smallest we have evidence for.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:

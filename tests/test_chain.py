@@ -1,9 +1,22 @@
-"""The papermill chain's clean-up of a stale injected-parameters cell."""
+"""The papermill chain: which notebooks it runs, and its clean-up of a stale injected-parameters cell."""
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from mnist_lib.chain import drop_injected_parameters
+from mnist_lib import UserError
+from mnist_lib.chain import drop_injected_parameters, notebooks
+
+
+def test_notebooks_in_order_and_by_number_or_name():
+    names = [b.stem for b in notebooks()]
+    assert names == sorted(names) and names[0].startswith("01-") and len(names) >= 6
+    assert [b.stem[:2] for b in notebooks(["05", "02-define"])] == ["02", "05"]
+
+
+def test_an_unknown_notebook_is_named():
+    with pytest.raises(UserError, match="no notebook 99.*choose from 01-visualise"):
+        notebooks(["99"])
 
 
 def test_drop_injected_parameters(tmp_path):
