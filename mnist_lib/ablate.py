@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import UserError
-from .files import write_json
+from .files import read_json, write_json
 from .recipes import recipe
 from .sweep import run_seeds
 
@@ -46,15 +46,27 @@ def run_ablation(seeds: list[int], out: str | Path, only: list[str] | None = Non
     return results
 
 
+def load_ablation(out: str | Path) -> dict:
+    """The ablation.json that `run_ablation` wrote into ``out``."""
+    path = Path(out) / "ablation.json"
+    if not path.is_file():
+        raise UserError(f"no ablation results in {out}: run python -m mnist_lib ablate --out {out}")
+    return read_json(path)
+
+
 def ablation_table(results: dict) -> str:
-    """One row per variant: params, mean ± std of the final accuracy and of the last-5 minimum, passes."""
-    lines = [f"{'variant':<16} | {'params':>6} | {'final acc (%)':>13} | {'last-5 min (%)':>14} | {'worst':>6} | passed"]
+    """One row per variant: params, mean ± std of the final accuracy and of the last-5 minimum, the change
+    of that mean against the untouched recipe, the worst seed and the passes."""
+    base = results.get("recipe", {}).get("summary", {}).get("min_last", {}).get("mean")
+    lines = [f"{'variant':<16} | {'params':>6} | {'final acc (%)':>13} | {'last-5 min (%)':>14} | {'vs recipe':>9} | "
+             f"{'worst':>6} | passed"]
     for name, r in results.items():
         if "error" in r:
             lines.append(f"{name:<16} | {'':>6} | {'failed: ' + r['error'][:60]}")
             continue
         s = r["summary"]
+        delta = f"{s['min_last']['mean'] - base:+9.2f}" if base is not None else f"{'':>9}"
         lines.append(f"{name:<16} | {s['params']:>6,} | {s['final']['mean']:6.2f} ± {s['final']['std']:.2f} | "
-                     f"{s['min_last']['mean']:7.2f} ± {s['min_last']['std']:.2f} | {s['worst_min_last']:6.2f} | "
+                     f"{s['min_last']['mean']:7.2f} ± {s['min_last']['std']:.2f} | {delta} | {s['worst_min_last']:6.2f} | "
                      f"{s['passed']}/{s['total']}")
     return "\n".join(lines)

@@ -302,3 +302,45 @@ def seed_curves(sweeps: list[str | Path]) -> Figure:
                      f"seeds pass")
     fig.suptitle("Test accuracy per epoch for every seed of a sweep")
     return fig
+
+
+def ablation_figure(results: dict, out: str | Path, low: float = 98.8) -> Figure:
+    """Left: mean test accuracy per epoch of each ablation variant (over its seeds). Right: each seed's
+    lowest accuracy in the last N epochs, per variant, against the target. Values below ``low`` (a variant
+    that did not train) are written at the edge instead of squashing the scale."""
+    names = [n for n, r in results.items() if "summary" in r]
+    fig = Figure(figsize=(12, 0.45 * len(names) + 3.2), layout="constrained")
+    curves_ax, strip_ax = fig.subplots(1, 2, width_ratios=[1.2, 1])
+    for i, name in enumerate(names):
+        summary = results[name]["summary"]
+        accs = np.array([[e["test_acc"] for e in read_json(seed_dir(Path(out) / name, r["seed"]) / "history.json")["epochs"]]
+                         for r in summary["runs"]])  # (seeds, epochs)
+        color = f"C{i}"
+        epochs = np.arange(1, accs.shape[1] + 1)
+        off_scale = accs.mean(0).max() < low
+        curves_ax.plot(epochs, accs.mean(0), color=color, linewidth=1.5 if name == "recipe" else 1,
+                       label=f"{name} (below {low:g} %)" if off_scale else name)
+        mins = [r["min_last"] for r in summary["runs"]]
+        shown = [max(m, low) for m in mins]
+        strip_ax.scatter(shown, [i] * len(mins), color=color, s=25, zorder=3)
+        if min(mins) >= low:
+            strip_ax.plot([np.mean(mins)] * 2, [i - 0.3, i + 0.3], color=color, linewidth=2)
+        else:
+            strip_ax.annotate(f"{min(mins):.2f} %: did not train", (low, i), xytext=(6, 6), textcoords="offset points",
+                              fontsize=8, color=color)
+    for ax in (curves_ax, strip_ax):
+        ax.grid(alpha=0.3)
+    curves_ax.axhline(TARGET_ACC, **TARGET_STYLE, label=f"target {TARGET_ACC:.2f} %")
+    curves_ax.set_ylim(low, 99.7)
+    epoch_axis(curves_ax, max(results[n]["summary"]["epochs"] for n in names))
+    curves_ax.set_ylabel("test accuracy (%), mean over seeds")
+    curves_ax.set_title("Test accuracy per epoch")
+    curves_ax.legend(fontsize=8, loc="lower right")
+    strip_ax.axvline(TARGET_ACC, **TARGET_STYLE)
+    strip_ax.set_yticks(range(len(names)), names)
+    strip_ax.invert_yaxis()
+    strip_ax.set_xlim(low - 0.02, 99.7)
+    strip_ax.set_xlabel(f"lowest test accuracy in the last {LAST_N} epochs (%)")
+    strip_ax.set_title("Per seed (dots) and mean (bar)")
+    fig.suptitle("Ablation: the reference Net and recipe with one thing taken away at a time")
+    return fig

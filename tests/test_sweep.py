@@ -5,7 +5,7 @@ import statistics
 import pytest
 from helpers import silent, small_config
 
-from mnist_lib import fit
+from mnist_lib import UserError, ablation_table, fit, load_ablation
 from mnist_lib.files import read_json
 from mnist_lib.sweep import run_seeds, summarize, summary_table
 
@@ -50,3 +50,14 @@ def test_run_seeds_keeps_a_finished_seed(tmp_path, mnist):
     assert [r["seed"] for r in summary["runs"]] == [0, 1] and summary["total"] == 2
     assert summary["runs"][0]["final"] == read_json(out / "seed-0" / "history.json")["epochs"][-1]["test_acc"]
     assert read_json(out / "summary.json") == summary
+
+
+def test_ablation_table_gives_the_change_against_the_recipe(tmp_path):
+    recipe = summarize([history(0, [99.50] * 5), history(1, [99.52] * 5)])
+    worse = summarize([history(0, [99.40] * 5), history(1, [99.38] * 5)])
+    results = {"recipe": {"changes": {}, "summary": recipe}, "seed-dropout": {"changes": {"dropout": 0.05}, "summary": worse}}
+    rows = ablation_table(results).splitlines()
+    assert "+0.00" in rows[1] and "3/3" not in rows[1] and "2/2" in rows[1]
+    assert "-0.12" in rows[2] and "1/2" in rows[2]
+    with pytest.raises(UserError, match="no ablation results"):
+        load_ablation(tmp_path)
