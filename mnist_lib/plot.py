@@ -307,7 +307,7 @@ def seed_curves(sweeps: list[str | Path]) -> Figure:
 def ablation_figure(results: dict, out: str | Path, low: float = 98.8) -> Figure:
     """Left: mean test accuracy per epoch of each ablation variant (over its seeds). Right: each seed's
     lowest accuracy in the last N epochs, per variant, against the target. Values below ``low`` (a variant
-    that did not train) are written at the edge instead of squashing the scale."""
+    that did not train) are drawn at the edge, with their value, instead of squashing the scale."""
     names = [n for n, r in results.items() if "summary" in r]
     fig = Figure(figsize=(12, 0.45 * len(names) + 3.2), layout="constrained")
     curves_ax, strip_ax = fig.subplots(1, 2, width_ratios=[1.2, 1])
@@ -326,7 +326,7 @@ def ablation_figure(results: dict, out: str | Path, low: float = 98.8) -> Figure
         if min(mins) >= low:
             strip_ax.plot([np.mean(mins)] * 2, [i - 0.3, i + 0.3], color=color, linewidth=2)
         else:
-            strip_ax.annotate(f"{min(mins):.2f} %: did not train", (low, i), xytext=(6, 6), textcoords="offset points",
+            strip_ax.annotate(f"{min(mins):.2f} %, off the scale", (low, i), xytext=(6, 6), textcoords="offset points",
                               fontsize=8, color=color)
     for ax in (curves_ax, strip_ax):
         ax.grid(alpha=0.3)
