@@ -7,7 +7,6 @@ import ast
 import sys
 from pathlib import Path
 
-from .colab import REPOSITORY as COLAB_REPOSITORY
 from .errors import UserError
 
 
@@ -134,10 +133,10 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_colab(args: argparse.Namespace) -> None:
     from .chain import notebooks
-    from .colab import add_colab_cells, check_repository, point_readme
+    from .colab import REPOSITORY, add_colab_cells, check_repository, point_readme
     from .paths import REPO_ROOT
 
-    repository = check_repository(args.repository)
+    repository = check_repository(args.repository or REPOSITORY)
     for book in notebooks():
         add_colab_cells(book, repository)
         log(f"{book.name}: Colab badge and set-up cell for {repository}")
@@ -193,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("colab", help="put the Colab badge and set-up cell at the top of every notebook")
-    p.add_argument("--repository", default=COLAB_REPOSITORY, help="https://github.com/OWNER/NAME (default: %(default)s)")
+    p.add_argument("--repository", help="https://github.com/OWNER/NAME (default: REPOSITORY in mnist_lib/colab.py)")
     p.set_defaults(func=cmd_colab)
     return parser
 

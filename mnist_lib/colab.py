@@ -48,10 +48,14 @@ def check_repository(url: str) -> str:
     return url
 
 
+def github_slug(repository: str) -> str:
+    """OWNER/NAME of a checked GitHub address."""
+    return check_repository(repository).removeprefix("https://github.com/")
+
+
 def colab_url(notebook: str, repository: str = REPOSITORY, branch: str = BRANCH) -> str:
     """The address that opens ``notebooks/<notebook>`` of ``repository`` on Colab."""
-    slug = check_repository(repository).removeprefix("https://github.com/")
-    return f"https://colab.research.google.com/github/{slug}/blob/{branch}/notebooks/{notebook}"
+    return f"https://colab.research.google.com/github/{github_slug(repository)}/blob/{branch}/notebooks/{notebook}"
 
 
 def badge_source(notebook: str, repository: str = REPOSITORY) -> str:
@@ -68,9 +72,8 @@ COLAB_LINK = re.compile(r"(https://colab\.research\.google\.com/github/)[\w.-]+/
 
 def point_readme(readme: Path, repository: str = REPOSITORY) -> None:
     """Re-point the README's Colab links at ``repository``."""
-    slug = check_repository(repository).removeprefix("https://github.com/")
     text = readme.read_text()
-    write_text(readme, COLAB_LINK.sub(rf"\g<1>{slug}\g<2>", text))
+    write_text(readme, COLAB_LINK.sub(rf"\g<1>{github_slug(repository)}\g<2>", text))
 
 
 def tagged(cell: dict, tag: str) -> bool:
@@ -91,4 +94,3 @@ def add_colab_cells(path: Path, repository: str = REPOSITORY) -> None:
     rest = [c for c in nb.cells if not (tagged(c, BADGE_TAG) or tagged(c, SETUP_TAG))]
     nb.cells = colab_cells(path.name, repository) + rest
     write_text(path, nbformat.writes(nb))
-
