@@ -47,6 +47,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="net", help="net (the seed's 13,154 params) or tiny")
     p.add_argument("--epochs", type=whole("epochs", 1), help="default: the model's recipe")
     p.add_argument("--batch-size", type=whole("batch size", 1))
+    p.add_argument("--shards", type=whole("shards", 1), help="BatchNorm batches per step, run in parallel on a CPU")
     p.add_argument("--lr", type=positive_float, help="peak learning rate")
     p.add_argument("--dropout", type=float)
     p.add_argument("--ema", type=float, help="EMA decay per step, 0 = off")
@@ -64,7 +65,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
 def config_from(args: argparse.Namespace, seed: int | None = None):
     from .recipes import recipe
 
-    return recipe(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dropout=args.dropout,
+    return recipe(args.model, epochs=args.epochs, batch_size=args.batch_size, shards=args.shards, lr=args.lr,
+                  dropout=args.dropout,
                   ema=args.ema, schedule=args.schedule, rotate=args.rotate, shift=args.shift,
                   precision=args.precision, limit_train=args.limit_train, limit_test=args.limit_test, seed=seed)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from pathlib import Path
@@ -61,3 +62,17 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.bfloat16 if cpu_has_bf16() else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``; nothing when ``dtype`` is None (fp32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    """Channels-last on the CPU, where oneDNN's kernels for it are faster (the seed Net's 8->24
+    conv at 28x28 trains 3x faster than in NCHW); the default layout elsewhere."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+

@@ -9,7 +9,6 @@ Files in a run directory:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -19,15 +18,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from .augment import random_affine
+from .augment import random_thetas
 from .data import Mnist, load_mnist, normalize
-from .device import autocast_dtype, hardware, pick_device
+from .device import autocast, autocast_dtype, hardware, memory_format, pick_device
+from .ema import Ema
 from .errors import UserError
 from .files import load_torch, read_json, save_torch, write_json
 from .model import build_model, count_params
+from .shards import ShardedStep
 
 SCHEDULES = ("onecycle", "constant")
 
@@ -39,6 +39,7 @@ class TrainConfig:
     model: str = "net"  # a name in mnist_lib.model.MODELS
     epochs: int = 20
     batch_size: int = 256
+    shards: int = 2  # BatchNorm batches per step (mnist_lib.shards); on a CPU they run in parallel
     lr: float = 0.1  # peak learning rate of the one-cycle schedule (or the constant one)
     momentum: float = 0.9  # SGD with Nesterov momentum (one-cycle instead cycles it 0.95 -> 0.85 -> 0.95)
     weight_decay: float = 0.0
@@ -51,7 +52,7 @@ class TrainConfig:
     limit_train: int = 0  # use only the first N training images; 0 = all 60,000
     limit_test: int = 0  # use only the first N test images; 0 = all 10,000
     precision: str = "auto"  # "auto": bf16 autocast where the hardware has it; "bf16"; "fp32"
-    eval_batch_size: int = 2000
+    eval_batch_size: int = 500  # larger batches are slower on a CPU (their activations leave the caches)
 
     def validate(self) -> TrainConfig:
         """Raise UserError, with the fix, for any value that cannot work."""
@@ -70,6 +71,8 @@ class TrainConfig:
         build_model(self.model)  # raises on an unknown name
         need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         need(self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}")
+        need(1 <= self.shards <= self.batch_size, f"shards must be between 1 and the batch size {self.batch_size}, "
+             f"got {self.shards}")
         need(self.eval_batch_size >= 1, f"eval batch size must be at least 1, got {self.eval_batch_size}")
         need(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
         need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
@@ -106,10 +109,9 @@ class DeviceData:
         )
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+def make_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """The config's model on ``device``, in the memory layout that is fastest there."""
+    return build_model(cfg.model, cfg.dropout).to(device, memory_format=memory_format(device))
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
@@ -136,13 +138,14 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 
 def train_one_epoch(
     model: nn.Module, data: DeviceData, optimizer: torch.optim.Optimizer, scheduler, cfg: TrainConfig,
-    generator: torch.Generator, amp: torch.dtype | None, ema: AveragedModel | None = None,
+    generator: torch.Generator, amp: torch.dtype | None, ema: Ema | None = None,
     progress: str | None = None,
 ) -> dict:
     """One pass over the training images in a random order. Returns the epoch's mean loss,
     accuracy (%) and, if the loss stopped being finite, the first such step (else -1).
 
-    Sums stay on the device and are read once at the end: no host sync per step.
+    Each batch is split into ``cfg.shards`` BatchNorm batches (mnist_lib.shards). Sums stay on
+    the device and are read once at the end: no host sync per step.
     """
     model.train()
     n = len(data.train_y)
@@ -152,22 +155,20 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=data.train_x.device)
     correct = torch.zeros((), dtype=torch.long, device=data.train_x.device)
     first_bad = torch.full((), -1, dtype=torch.long, device=data.train_x.device)
-    for step in tqdm(range(steps), desc=progress, leave=False, disable=progress is None):
-        idx = order[step * bs : (step + 1) * bs]
-        x = random_affine(data.train_x[idx], cfg.rotate, cfg.shift, generator)  # (B, 1, 28, 28)
-        y = data.train_y[idx]
-        with autocast(x.device, amp):
-            log_probs = model(x)  # (B, 10)
-        loss = F.nll_loss(log_probs.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(model)
-        loss_sum += loss.detach() * len(y)
-        correct += (log_probs.argmax(1) == y).sum()
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
+    augment = cfg.rotate > 0 or cfg.shift > 0
+    with ShardedStep(model, min(cfg.shards, bs), amp) as forward_backward:
+        for step in tqdm(range(steps), desc=progress, leave=False, disable=progress is None):
+            idx = order[step * bs : (step + 1) * bs]
+            x, y = data.train_x[idx], data.train_y[idx]  # (B, 1, 28, 28), (B,)
+            thetas = random_thetas(len(y), cfg.rotate, cfg.shift, generator) if augment else None
+            loss, batch_correct = forward_backward(x, y, thetas)  # augments each shard in its thread
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(model)
+            loss_sum += loss * len(y)
+            correct += batch_correct
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
     seen = steps * bs
     return {"train_loss": loss_sum.item() / seen, "train_acc": 100.0 * correct.item() / seen,
             "first_bad_step": int(first_bad.item())}
@@ -175,7 +176,7 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             batch_size: int = 2000, amp: torch.dtype | None = None) -> tuple[float, float]:
+             batch_size: int = 500, amp: torch.dtype | None = None) -> tuple[float, float]:
     """Mean loss and accuracy (%) of ``model`` on normalised images, in large batches."""
     model.eval()
     loss_sum = torch.zeros((), device=images.device)
@@ -190,23 +191,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Class probabilities (N, 10) of normalised images, in fp32."""
     model.eval()
     return torch.cat([model(images[i : i + batch_size]).float().exp() for i in range(0, len(images), batch_size)])
-
-
-def make_ema(model: nn.Module, decay: float) -> AveragedModel:
-    """An exponential moving average of the weights and the BatchNorm buffers.
-
-    The decay ramps up as min(decay, (1 + n) / (10 + n)) over the n updates so far, so that a
-    short run is not dominated by the random initial weights.
-    """
-    def avg_fn(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        d = torch.clamp((1 + n) / (10 + n), max=decay).to(avg.dtype)
-        return avg + (new - avg) * (1 - d)
-
-    return AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
 
 
 def rng_state(generator: torch.Generator) -> dict:
@@ -284,8 +272,8 @@ def fit(
 
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation, on the CPU
-    model = build_model(cfg.model, cfg.dropout).to(dev)
-    ema = make_ema(model, cfg.ema) if cfg.ema else None
+    model = make_model(cfg, dev)
+    ema = Ema(model, cfg.ema) if cfg.ema else None
     optimizer = make_optimizer(model, cfg)
     steps = steps_per_epoch(len(dd.train_y), min(cfg.batch_size, len(dd.train_y)))
     scheduler = make_scheduler(optimizer, cfg, steps)

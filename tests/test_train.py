@@ -10,6 +10,7 @@ from helpers import CLI_RUN, run_cli, silent, small_config, start_cli, without_t
 
 import mnist_lib.train as train_module
 from mnist_lib import DeviceData, Net, TrainConfig, UserError, evaluate, fit, load_trained, train_one_epoch
+from mnist_lib.augment import random_thetas
 from mnist_lib.files import read_json
 from mnist_lib.train import make_scheduler
 
@@ -158,11 +159,12 @@ def test_nan_in_epoch_2_keeps_epoch_1(tmp_path, mnist, monkeypatch):
     cfg = small_config(epochs=2, limit_train=128)  # two steps per epoch
     calls = []
 
-    def poisoned(images, *args):
+    def poisoned(n, *args):
         calls.append(1)
-        return images * float("nan") if len(calls) > 2 else images
+        thetas = random_thetas(n, *args)
+        return thetas * float("nan") if len(calls) > 2 else thetas
 
-    monkeypatch.setattr(train_module, "random_affine", poisoned)
+    monkeypatch.setattr(train_module, "random_thetas", poisoned)
     run_dir = tmp_path / "run"
     with pytest.raises(UserError, match=r"NaN.* epoch 2\b.*checkpoint of epoch 1\b"):
         fit(cfg, run_dir, device="cpu", progress=False, log=silent, data=mnist)

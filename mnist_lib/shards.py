@@ -1,0 +1,132 @@
+"""Data parallelism inside one process: each batch is split into shards, one per model replica.
+
+On a CPU the shards' forward and backward passes are shared out among worker threads, one per
+core (up to one per shard), each with its share of the intra-op threads: on two cores, two small
+passes on one core each are faster than one pass that splits every small op across both, and a
+pass over 64 images keeps more of its activations in the caches than one over 256. On a GPU
+they run one after the other.
+
+Either way it is one SGD step on the whole batch: each shard's loss is weighted by its share of
+the batch and the gradients are summed into the model. Only BatchNorm sees less: each shard is
+normalised with its own statistics (a "ghost batch"), and the model's running statistics come
+from the first shard, as with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import affine
+from .device import autocast
+
+
+def forward_backward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thetas: torch.Tensor | None,
+                     share: float, amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment one shard by ``thetas`` (if given), backpropagate ``share`` x its mean loss, and
+    return that weighted loss and the number of correct predictions."""
+    if thetas is not None:
+        x = affine(x, thetas)
+    with autocast(x.device, amp):
+        log_probs = model(x)  # (b, 10)
+    loss = F.nll_loss(log_probs.float(), y) * share
+    loss.backward()
+    return loss.detach(), (log_probs.argmax(1) == y).sum()
+
+
+def worker_threads(device: torch.device, shards: int) -> int:
+    """How many threads run shards at the same time: on a CPU one per intra-op thread, at most one per shard."""
+    return max(1, min(shards, torch.get_num_threads())) if device.type == "cpu" else 1
+
+
+def run_in_turn(jobs: list[tuple]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [forward_backward(*job) for job in jobs]
+
+
+class ShardedStep:
+    """Computes a batch's loss gradient into ``model``'s ``.grad``, split over ``shards`` replicas.
+
+    The replicas are copies of ``model`` that take its weights before every step; ``model`` itself
+    only receives the summed gradients and the first replica's BatchNorm statistics. Use as a
+    context manager around an epoch: on a CPU it starts the worker threads and, while it is open,
+    gives each of them (the caller's thread is one) ``threads // workers`` intra-op threads. On a GPU each
+    replica's forward and backward pass is recorded once as a CUDA graph and replayed every step:
+    a few launches instead of hundreds, which is what a model this small spends its time on.
+    """
+
+    def __init__(self, model: nn.Module, shards: int, amp: torch.dtype | None) -> None:
+        self.model, self.amp = model, amp
+        self.replicas = [copy.deepcopy(model) for _ in range(shards)]
+        self.device = next(model.parameters()).device
+        self.workers = worker_threads(self.device, shards)
+        self.threads_each = torch.get_num_threads() // self.workers
+        self.pool: ThreadPoolExecutor | None = None
+        self.graphed = False
+
+    def __enter__(self) -> ShardedStep:
+        if self.workers > 1:
+            self.saved_threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads_each)
+            self.pool = ThreadPoolExecutor(self.workers - 1, initializer=torch.set_num_threads,
+                                           initargs=(self.threads_each,))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+            torch.set_num_threads(self.saved_threads)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor,
+                 thetas: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's mean loss (detached) and its number of correct predictions; gradients in ``model``.
+
+        ``thetas`` (B, 2, 3), if given, are the images' augmentation (`mnist_lib.augment.affine`),
+        applied by each shard to its own images, so that it too runs in parallel.
+        """
+        weights = list(self.model.parameters())
+        with torch.no_grad():
+            for replica in self.replicas:  # the weights as the optimizer left them
+                torch._foreach_copy_(list(replica.parameters()), weights)
+                replica.zero_grad(set_to_none=True)
+        n = len(self.replicas)
+        xs, ys = x.tensor_split(n), y.tensor_split(n)
+        ts = thetas.tensor_split(n) if thetas is not None else [None] * n
+        if self.device.type == "cuda" and not self.graphed:
+            self.record_cuda_graphs(xs)
+        jobs = [(r, xi, yi, ti, len(yi) / len(y), self.amp)
+                for r, xi, yi, ti in zip(self.replicas, xs, ys, ts, strict=True)]
+        groups = [jobs[i::self.workers] for i in range(self.workers)]  # worker i runs shards i, i + workers, ...
+        others = [self.pool.submit(run_in_turn, group) for group in groups[1:]] if self.pool else []
+        results = run_in_turn(groups[0]) + [r for f in others for r in f.result()]
+        with torch.no_grad():
+            grads = [p.grad for p in self.replicas[0].parameters()]
+            for replica in self.replicas[1:]:
+                grads = torch._foreach_add(grads, [p.grad for p in replica.parameters()])
+            for weight, grad in zip(weights, grads, strict=True):
+                weight.grad = grad
+            buffers = list(self.model.buffers())  # BatchNorm's running statistics, from the first shard
+            if buffers:
+                torch._foreach_copy_(buffers, list(self.replicas[0].buffers()))
+        return sum(loss for loss, _ in results), sum(correct for _, correct in results)
+
+    def record_cuda_graphs(self, shard_inputs: tuple[torch.Tensor, ...]) -> None:
+        """Replace each replica's training forward (and its backward) by a CUDA graph of it."""
+        # The graphs' warm-up runs on a side stream, so autograd warns once that the gradient
+        # accumulation will sync with it: true, harmless, and noise in a notebook's output.
+        quiet = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
+        if quiet is not None:
+            quiet(False)
+        for replica, sample in zip(self.replicas, shard_inputs, strict=True):
+            saved = [b.clone() for b in replica.buffers()]  # the warm-up passes must not count as training
+            with torch.autocast("cuda", dtype=self.amp or torch.float32, enabled=self.amp is not None,
+                                cache_enabled=False):
+                torch.cuda.make_graphed_callables(replica, (sample,))
+            with torch.no_grad():
+                torch._foreach_copy_(list(replica.buffers()), saved)
+            replica.zero_grad(set_to_none=True)
+        self.graphed = True
