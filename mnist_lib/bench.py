@@ -110,7 +110,7 @@ def usual_epochs(cfg: TrainConfig, device: torch.device, data_dir: Path) -> list
             optimizer.step()
             scheduler.step()
             if ema:
-                ema.update(model)
+                ema.update()
             _ = loss.item()  # what a progress bar's running loss costs
         eval_model.eval()
         with torch.no_grad():

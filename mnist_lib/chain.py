@@ -11,8 +11,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import nbformat
-
 from .errors import UserError
 from .files import write_text
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
@@ -35,6 +33,8 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
 
 def drop_injected_parameters(path: Path) -> None:
     """Remove a stale `injected-parameters` cell that an earlier papermill run left in ``path``."""
+    import nbformat  # here, not at the top: its import takes ~2 s, which every notebook would pay via notebook.py
+
     nb = nbformat.read(path, as_version=4)
     kept = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     if len(kept) < len(nb.cells):
@@ -45,6 +45,7 @@ def drop_injected_parameters(path: Path) -> None:
 def run_chain(smoke: bool = False, parameters: dict | None = None, only: list[str] | None = None,
               log: Callable[[str], None] = print) -> list[Path]:
     """Execute every notebook (or those in ``only``) in order; return the paths of the executed copies."""
+    import nbformat
     import papermill as pm
 
     books = notebooks(only)

@@ -9,7 +9,7 @@ from torch import nn
 
 
 class Ema:
-    """``module`` follows the trained model as avg <- avg + (1 - d) * (model - avg) after every step.
+    """``module`` follows ``model`` as avg <- avg + (1 - d) * (model - avg) after every step.
 
     The decay ramps up as d = min(decay, (1 + n) / (10 + n)) over the n updates so far, so that a short
     run is not dominated by the random initial weights; the first update copies the model.
@@ -21,20 +21,23 @@ class Ema:
         self.module = copy.deepcopy(model).requires_grad_(False)
         self.decay = decay
         self.updates = 0
+        # The tensor pairs (average, model), found once: walking the modules every step costs more than the update.
+        pairs = list(zip([*self.module.parameters(), *self.module.buffers()], [*model.parameters(), *model.buffers()],
+                         strict=True))
+        self.floats = ([a for a, m in pairs if a.is_floating_point()], [m for a, m in pairs if a.is_floating_point()])
+        self.counters = ([a for a, m in pairs if not a.is_floating_point()],  # BatchNorm's batch counters:
+                         [m for a, m in pairs if not a.is_floating_point()])  # copied, not averaged
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        averages = [*self.module.parameters(), *self.module.buffers()]
-        pairs = list(zip(averages, [*model.parameters(), *model.buffers()], strict=True))
+    def update(self) -> None:
+        """Move the average towards the model's current weights (call after every optimizer step)."""
         if self.updates == 0:
-            torch._foreach_copy_([a for a, _ in pairs], [m for _, m in pairs])
+            torch._foreach_copy_(*self.floats)
         else:
             d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-            floats = [(a, m) for a, m in pairs if a.is_floating_point()]
-            torch._foreach_lerp_([a for a, _ in floats], [m for _, m in floats], 1 - d)
-            for a, m in pairs:
-                if not a.is_floating_point():  # BatchNorm's batch counter: copied, not averaged
-                    a.copy_(m)
+            torch._foreach_lerp_(*self.floats, 1 - d)
+        if self.counters[0]:
+            torch._foreach_copy_(*self.counters)
         self.updates += 1
 
     def state_dict(self) -> dict:

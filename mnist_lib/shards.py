@@ -25,14 +25,19 @@ from .augment import affine
 from .device import autocast
 
 
-def forward_backward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thetas: torch.Tensor | None,
-                     share: float, amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment one shard by ``thetas`` (if given), backpropagate ``share`` x its mean loss, and
-    return that weighted loss and the number of correct predictions."""
+def forward_backward(replica: nn.Module, weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                     thetas: torch.Tensor | None, share: float,
+                     amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Give ``replica`` the current ``weights``, augment its shard by ``thetas`` (if given),
+    backpropagate ``share`` x its mean loss, and return that weighted loss and the number of
+    correct predictions."""
+    with torch.no_grad():
+        torch._foreach_copy_(list(replica.parameters()), weights)
+    replica.zero_grad(set_to_none=True)
     if thetas is not None:
         x = affine(x, thetas)
     with autocast(x.device, amp):
-        log_probs = model(x)  # (b, 10)
+        log_probs = replica(x)  # (b, 10)
     loss = F.nll_loss(log_probs.float(), y) * share
     loss.backward()
     return loss.detach(), (log_probs.argmax(1) == y).sum()
@@ -88,17 +93,13 @@ class ShardedStep:
         ``thetas`` (B, 2, 3), if given, are the images' augmentation (`mnist_lib.augment.affine`),
         applied by each shard to its own images, so that it too runs in parallel.
         """
-        weights = list(self.model.parameters())
-        with torch.no_grad():
-            for replica in self.replicas:  # the weights as the optimizer left them
-                torch._foreach_copy_(list(replica.parameters()), weights)
-                replica.zero_grad(set_to_none=True)
+        weights = list(self.model.parameters())  # as the optimizer left them
         n = len(self.replicas)
         xs, ys = x.tensor_split(n), y.tensor_split(n)
         ts = thetas.tensor_split(n) if thetas is not None else [None] * n
         if self.device.type == "cuda" and not self.graphed:
             self.record_cuda_graphs(xs)
-        jobs = [(r, xi, yi, ti, len(yi) / len(y), self.amp)
+        jobs = [(r, weights, xi, yi, ti, len(yi) / len(y), self.amp)
                 for r, xi, yi, ti in zip(self.replicas, xs, ys, ts, strict=True)]
         groups = [jobs[i::self.workers] for i in range(self.workers)]  # worker i runs shards i, i + workers, ...
         others = [self.pool.submit(run_in_turn, group) for group in groups[1:]] if self.pool else []

@@ -165,7 +165,7 @@ def train_one_epoch(
             optimizer.step()
             scheduler.step()
             if ema is not None:
-                ema.update(model)
+                ema.update()
             loss_sum += loss * len(y)
             correct += batch_correct
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
