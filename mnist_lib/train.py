@@ -329,4 +329,5 @@ def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:
     saved = load_torch(path)
     model = build_model(saved["model"], saved["config"].get("dropout"))
     model.load_state_dict(saved["state_dict"])
-    return model.to(pick_device(device)).eval()
+    dev = pick_device(device)
+    return model.to(dev, memory_format=memory_format(dev)).eval()
