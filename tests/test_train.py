@@ -8,9 +8,9 @@ import pytest
 import torch
 from helpers import CLI_RUN, run_cli, silent, small_config, start_cli, without_timing
 
-import mnist_lib.train as train_module
+import mnist_lib.shards as shards_module
 from mnist_lib import DeviceData, Net, TrainConfig, UserError, evaluate, fit, load_trained, train_one_epoch
-from mnist_lib.augment import random_thetas
+from mnist_lib.augment import affine
 from mnist_lib.files import read_json
 from mnist_lib.train import make_scheduler
 
@@ -156,15 +156,14 @@ def test_exploding_loss_stops_with_the_epoch(tmp_path, mnist):
 
 def test_nan_in_epoch_2_keeps_epoch_1(tmp_path, mnist, monkeypatch):
     """Poison the batches from epoch 2 on: the error names epoch 2 and epoch 1's files stay good."""
-    cfg = small_config(epochs=2, limit_train=128)  # two steps per epoch
+    cfg = small_config(epochs=2, limit_train=128, shards=2)  # two steps per epoch, two shards per step
     calls = []
 
-    def poisoned(n, *args):
+    def poisoned(images, thetas):
         calls.append(1)
-        thetas = random_thetas(n, *args)
-        return thetas * float("nan") if len(calls) > 2 else thetas
+        return affine(images, thetas) * (float("nan") if len(calls) > 4 else 1.0)
 
-    monkeypatch.setattr(train_module, "random_thetas", poisoned)
+    monkeypatch.setattr(shards_module, "affine", poisoned)
     run_dir = tmp_path / "run"
     with pytest.raises(UserError, match=r"NaN.* epoch 2\b.*checkpoint of epoch 1\b"):
         fit(cfg, run_dir, device="cpu", progress=False, log=silent, data=mnist)
