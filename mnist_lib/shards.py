@@ -101,7 +101,8 @@ class ShardedStep:
             self.record_cuda_graphs(xs)
         jobs = [(r, weights, xi, yi, ti, len(yi) / len(y), self.amp)
                 for r, xi, yi, ti in zip(self.replicas, xs, ys, ts, strict=True)]
-        groups = [jobs[i::self.workers] for i in range(self.workers)]  # worker i runs shards i, i + workers, ...
+        # Worker i runs shards i, i + workers, ...; outside a `with` block all run in this thread.
+        groups = [jobs[i::self.workers] for i in range(self.workers)] if self.pool else [jobs]
         others = [self.pool.submit(run_in_turn, group) for group in groups[1:]] if self.pool else []
         results = run_in_turn(groups[0]) + [r for f in others for r in f.result()]
         with torch.no_grad():

@@ -133,3 +133,18 @@ def test_cuda_graphs_compute_what_eager_passes_compute(batch):
                 torch.testing.assert_close(got, a + b, rtol=1e-4, atol=1e-6)
             torch.testing.assert_close(model.conv_block1[0][1].running_var, eager[0].conv_block1[0][1].running_var)
             optimizer.step()
+
+
+def test_outside_a_with_block_every_shard_still_runs(batch):
+    x, y = batch[0][:64], batch[1][:64]
+    whole = linear_model()
+    F.nll_loss(whole(x), y).backward()
+    model = linear_model()
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        ShardedStep(model, 2, amp=None)(x, y)  # no worker thread started: the shards run in turn
+    finally:
+        torch.set_num_threads(saved)
+    for a, b in zip(grads(model), grads(whole), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
