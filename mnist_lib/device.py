@@ -75,4 +75,3 @@ def memory_format(device: torch.device) -> torch.memory_format:
     """Channels-last on the CPU, where oneDNN's kernels for it are faster (the seed Net's 8->24
     conv at 28x28 trains 3x faster than in NCHW); the default layout elsewhere."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
-

@@ -2,8 +2,7 @@
 
 On a CPU the shards' forward and backward passes are shared out among worker threads, one per
 core (up to one per shard), each with its share of the intra-op threads: on two cores, two small
-passes on one core each are faster than one pass that splits every small op across both, and a
-pass over 64 images keeps more of its activations in the caches than one over 256. On a GPU
+passes on one core each are faster than one pass that splits every small op across both. On a GPU
 they run one after the other.
 
 Either way it is one SGD step on the whole batch: each shard's loss is weighted by its share of
@@ -25,14 +24,14 @@ from .augment import affine
 from .device import autocast
 
 
-def forward_backward(replica: nn.Module, weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                     thetas: torch.Tensor | None, share: float,
+def forward_backward(replica: nn.Module, replica_params: list[torch.Tensor], weights: list[torch.Tensor],
+                     x: torch.Tensor, y: torch.Tensor, thetas: torch.Tensor | None, share: float,
                      amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Give ``replica`` the current ``weights``, augment its shard by ``thetas`` (if given),
-    backpropagate ``share`` x its mean loss, and return that weighted loss and the number of
-    correct predictions."""
+    """Copy the current ``weights`` into ``replica``'s parameters, augment its shard by ``thetas``
+    (if given), backpropagate ``share`` x its mean loss, and return that weighted loss and the
+    number of correct predictions."""
     with torch.no_grad():
-        torch._foreach_copy_(list(replica.parameters()), weights)
+        torch._foreach_copy_(replica_params, weights)
     replica.zero_grad(set_to_none=True)
     if thetas is not None:
         x = affine(x, thetas)
@@ -66,6 +65,11 @@ class ShardedStep:
     def __init__(self, model: nn.Module, shards: int, amp: torch.dtype | None) -> None:
         self.model, self.amp = model, amp
         self.replicas = [copy.deepcopy(model) for _ in range(shards)]
+        # The tensors, found once: walking the modules every step costs more than some of the work.
+        self.weights = list(model.parameters())
+        self.replica_params = [list(r.parameters()) for r in self.replicas]
+        self.buffers = list(model.buffers())  # BatchNorm's running statistics, taken from the first shard
+        self.first_buffers = list(self.replicas[0].buffers())
         self.device = next(model.parameters()).device
         self.workers = worker_threads(self.device, shards)
         self.threads_each = torch.get_num_threads() // self.workers
@@ -93,27 +97,25 @@ class ShardedStep:
         ``thetas`` (B, 2, 3), if given, are the images' augmentation (`mnist_lib.augment.affine`),
         applied by each shard to its own images, so that it too runs in parallel.
         """
-        weights = list(self.model.parameters())  # as the optimizer left them
         n = len(self.replicas)
         xs, ys = x.tensor_split(n), y.tensor_split(n)
         ts = thetas.tensor_split(n) if thetas is not None else [None] * n
         if self.device.type == "cuda" and not self.graphed:
             self.record_cuda_graphs(xs)
-        jobs = [(r, weights, xi, yi, ti, len(yi) / len(y), self.amp)
-                for r, xi, yi, ti in zip(self.replicas, xs, ys, ts, strict=True)]
+        jobs = [(r, params, self.weights, xi, yi, ti, len(yi) / len(y), self.amp)  # the weights as the optimizer left them
+                for r, params, xi, yi, ti in zip(self.replicas, self.replica_params, xs, ys, ts, strict=True)]
         # Worker i runs shards i, i + workers, ...; outside a `with` block all run in this thread.
         groups = [jobs[i::self.workers] for i in range(self.workers)] if self.pool else [jobs]
         others = [self.pool.submit(run_in_turn, group) for group in groups[1:]] if self.pool else []
         results = run_in_turn(groups[0]) + [r for f in others for r in f.result()]
         with torch.no_grad():
-            grads = [p.grad for p in self.replicas[0].parameters()]
-            for replica in self.replicas[1:]:
-                grads = torch._foreach_add(grads, [p.grad for p in replica.parameters()])
-            for weight, grad in zip(weights, grads, strict=True):
+            grads = [p.grad for p in self.replica_params[0]]
+            for params in self.replica_params[1:]:
+                grads = torch._foreach_add(grads, [p.grad for p in params])
+            for weight, grad in zip(self.weights, grads, strict=True):
                 weight.grad = grad
-            buffers = list(self.model.buffers())  # BatchNorm's running statistics, from the first shard
-            if buffers:
-                torch._foreach_copy_(buffers, list(self.replicas[0].buffers()))
+            if self.buffers:
+                torch._foreach_copy_(self.buffers, self.first_buffers)
         return sum(loss for loss, _ in results), sum(correct for _, correct in results)
 
     def record_cuda_graphs(self, shard_inputs: tuple[torch.Tensor, ...]) -> None:
