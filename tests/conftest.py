@@ -40,7 +40,10 @@ def cli_runs(tmp_path_factory) -> tuple[Path, Path]:
     """Two 2-epoch CLI runs of the same seed, started side by side; each must exit 0."""
     root = tmp_path_factory.mktemp("cli")
     dirs = (root / "a", root / "b")
-    procs = [start_cli("train", *CLI_RUN, "--epochs", "2", "--out", d, log=root / f"{d.name}.log") for d in dirs]
+    procs = [
+        start_cli("train", *CLI_RUN, "--epochs", "2", "--out", d, log=root / f"{d.name}.log")
+        for d in dirs
+    ]
     codes = [p.wait(timeout=600) for p in procs]
     assert codes == [0, 0], (root / "a.log").read_text() + (root / "b.log").read_text()
     return dirs

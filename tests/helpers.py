@@ -6,12 +6,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_lib import TrainConfig
-from mnist_lib.paths import REPO_ROOT
+from mnist_lib import Epoch, History, TrainConfig
+from mnist_lib.tools.paths import REPO_ROOT
 
 # The CLI runs that tests compare (plus --epochs): seed 7, 5,000 train / 1,000 test images, on the
 # CPU even where there is a GPU (exact comparisons need a deterministic device).
-CLI_RUN = ["--seed", "7", "--limit-train", "5000", "--limit-test", "1000", "--device", "cpu", "--no-progress"]
+CLI_RUN = [
+    "--seed",
+    "7",
+    "--limit-train",
+    "5000",
+    "--limit-test",
+    "1000",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 
 
 def silent(message: str) -> None:
@@ -26,17 +36,45 @@ def small_config(**overrides) -> TrainConfig:
 
 def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m mnist_lib ARGS` from the repository root; text output captured."""
-    return subprocess.run([sys.executable, "-m", "mnist_lib", *map(str, args)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_lib", *map(str, args)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_cli(*args: str | Path, log: Path) -> subprocess.Popen:
     """The same, started in the background, its stdout and stderr going to ``log``."""
     with open(log, "w") as out:  # the child keeps its own copy of the file descriptor
-        return subprocess.Popen([sys.executable, "-m", "mnist_lib", *map(str, args)], cwd=REPO_ROOT,
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "mnist_lib", *map(str, args)],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def made_history(
+    accs: list[float], params: int = 13_154, seed: int = 0, seconds: float = 1.5, val: int = 0
+) -> History:
+    """A hand-made history whose epochs score ``accs`` (on the test set, or with ``val`` the
+    validation set); the losses are placeholders."""
+    split = "val" if val else "test"
+    epochs = [
+        Epoch(
+            i + 1, 0.1, 99.0, lr=0.01, seconds=seconds, **{f"{split}_loss": 0.02, f"{split}_acc": a}
+        )
+        for i, a in enumerate(accs)
+    ]
+    config = {"model": "net", "epochs": len(accs), "seed": seed, "val": val}
+    return History("net", params, seed, "cpu", config, epochs)
 
 
 def without_timing(history: dict) -> dict:
     """A history with the wall-clock fields dropped: everything left must be reproducible."""
-    return {**history, "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history["epochs"]]}
+    return {
+        **history,
+        "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history["epochs"]],
+    }

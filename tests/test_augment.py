@@ -1,4 +1,5 @@
-"""Batch augmentation: a pure function of (images, ranges, generator) that moves digits, never mirrors them."""
+"""Batch augmentation: a pure function of (images, ranges, generator) that moves digits and never
+mirrors them."""
 
 import pytest
 import torch
@@ -54,8 +55,12 @@ def test_shift_moves_the_ink_by_the_drawn_amount(digits):
     out = random_affine(digits, 0, k, torch.Generator().manual_seed(5))
     moved = centre_of_mass(out) - centre_of_mass(digits)  # (B, 2)
     blank = digits[:, 0] == digits.min()  # (B, 28, 28)
-    inside = (blank[:, :margin].all((1, 2)) & blank[:, -margin:].all((1, 2))
-              & blank[:, :, :margin].all((1, 2)) & blank[:, :, -margin:].all((1, 2)))
+    inside = (
+        blank[:, :margin].all((1, 2))
+        & blank[:, -margin:].all((1, 2))
+        & blank[:, :, :margin].all((1, 2))
+        & blank[:, :, -margin:].all((1, 2))
+    )
     assert inside.sum() > 100
     torch.testing.assert_close(moved[inside], -k * u[inside, 1:], atol=1e-3, rtol=0)
     assert moved[inside].abs().max() > 0.9 * k  # it really moved, by up to k px
@@ -65,7 +70,9 @@ def test_rotation_never_flips(digits):
     """±7° keeps each digit close to itself; a mirror image of a digit is far from it."""
     rotated = random_affine(digits, 7, 0, torch.Generator().manual_seed(0))
     kept = correlation(rotated, digits)
-    mirrored = torch.maximum(correlation(digits.flip(-1), digits), correlation(digits.flip(-2), digits))
+    mirrored = torch.maximum(
+        correlation(digits.flip(-1), digits), correlation(digits.flip(-2), digits)
+    )
     assert kept.mean() > 0.9 and kept.min() > 0.6
     assert mirrored.mean() < 0.75
     assert (kept > mirrored).float().mean() > 0.95

@@ -1,16 +1,26 @@
-"""The papermill chain: which notebooks it runs, and its clean-up of a stale injected-parameters cell."""
+"""The papermill chain: which notebooks it runs, the parameters it accepts, and what it saves."""
 
 import nbformat
 import pytest
+from helpers import run_cli, silent
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from mnist_lib import UserError
-from mnist_lib.chain import drop_injected_parameters, notebooks
+from mnist_lib.tools.chain import (
+    check_parameters,
+    drop_injected_parameters,
+    notebooks,
+    run_chain,
+    without_run_details,
+)
+from mnist_lib.tools.paths import REPO_ROOT
+
+# The course, in order: what `run` executes.
+NOTEBOOKS = ["01-visualise", "02-define", "03-train", "04-evaluate", "05-plot", "06-ablation"]
 
 
 def test_notebooks_in_order_and_by_number_or_name():
-    names = [b.stem for b in notebooks()]
-    assert names == sorted(names) and names[0].startswith("01-") and len(names) >= 6
+    assert [b.stem for b in notebooks()] == NOTEBOOKS
     assert [b.stem[:2] for b in notebooks(["05", "02-define"])] == ["02", "05"]
 
 
@@ -21,12 +31,19 @@ def test_an_unknown_notebook_is_named():
 
 def test_drop_injected_parameters(tmp_path):
     path = tmp_path / "03-train.ipynb"
-    nbformat.write(new_notebook(cells=[
-        new_markdown_cell("# Train"),
-        new_code_cell("EPOCHS = 20", metadata={"tags": ["parameters"]}),
-        new_code_cell("# Parameters\nEPOCHS = 1", metadata={"tags": ["injected-parameters"]}),
-        new_code_cell("print(EPOCHS)"),
-    ]), path)
+    nbformat.write(
+        new_notebook(
+            cells=[
+                new_markdown_cell("# Train"),
+                new_code_cell("EPOCHS = 20", metadata={"tags": ["parameters"]}),
+                new_code_cell(
+                    "# Parameters\nEPOCHS = 1", metadata={"tags": ["injected-parameters"]}
+                ),
+                new_code_cell("print(EPOCHS)"),
+            ]
+        ),
+        path,
+    )
     drop_injected_parameters(path)
     cells = nbformat.read(path, as_version=4).cells
     assert [c.source for c in cells] == ["# Train", "EPOCHS = 20", "print(EPOCHS)"]
@@ -36,3 +53,65 @@ def test_drop_injected_parameters(tmp_path):
     mtime = path.stat().st_mtime_ns
     drop_injected_parameters(path)  # nothing to drop: the file is left alone
     assert path.read_bytes() == clean and path.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("EPOCHS", "abc", r"EPOCHS must be a int like its default 20, got 'abc'"),
+        (
+            "epochs",
+            5,
+            r"no notebook in this chain takes a parameter 'epochs'.*EPOCHS.*case-sensitive",
+        ),
+        ("SEED", 1.5, r"SEED must be a int"),
+    ],
+)
+def test_parameters_are_checked_before_any_notebook_runs(name, value, problem):
+    with pytest.raises(UserError, match=problem):
+        check_parameters(notebooks(), {name: value})
+
+
+def test_bad_parameter_on_the_command_line_runs_nothing():
+    result = run_cli("run", "--smoke", "-p", "EPOCHS", "abc")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "running" not in result.stdout
+
+
+def test_what_one_execution_recorded_is_not_saved():
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                "1 + 1",
+                metadata={
+                    "papermill": {
+                        "start_time": "2026-11-26T01:02:03",
+                        "duration": 1.5,
+                        "status": "completed",
+                    },
+                    "execution": {"iopub.status.busy": "2026-11-26T01:02:03"},
+                    "tags": ["x"],
+                },
+            )
+        ]
+    )
+    nb.metadata["papermill"] = {
+        "input_path": "/home/me/01.ipynb",
+        "output_path": "/home/me/01.ipynb",
+        "start_time": "t",
+        "end_time": "t",
+        "duration": 9.0,
+        "parameters": {"SEED": 2},
+        "version": "2.7.0",
+    }
+    clean = without_run_details(nb)
+    assert clean.metadata["papermill"] == {"parameters": {"SEED": 2}, "version": "2.7.0"}
+    assert clean.cells[0].metadata == {"tags": ["x"]}
+
+
+def test_a_second_run_changes_no_notebook():
+    """The define notebook, executed twice (smoke): the same bytes, with no path or time in them."""
+    first = run_chain(smoke=True, only=["02"], log=silent, stream=False)[0].read_bytes()
+    second = run_chain(smoke=True, only=["02"], log=silent, stream=False)[0].read_bytes()
+    assert first == second
+    assert str(REPO_ROOT).encode() not in first and b"start_time" not in first

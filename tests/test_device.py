@@ -1,12 +1,14 @@
-"""Device choices that change speed only: memory layout and autocast."""
+"""Device choices change speed only: the memory layout, and the precision `auto` picks."""
 
+import pytest
 import torch
 
 from mnist_lib import Net, TrainConfig
-from mnist_lib.device import autocast, memory_format
-from mnist_lib.train import make_model
+from mnist_lib.device import CPU_FP32_ENV, autocast_dtype, cpu_has_bf16, memory_format
+from mnist_lib.run import make_model
 
 CPU = torch.device("cpu")
+CUDA = torch.device("cuda")
 
 
 def test_cpu_models_are_channels_last_and_compute_the_same():
@@ -19,9 +21,28 @@ def test_cpu_models_are_channels_last_and_compute_the_same():
     torch.testing.assert_close(model.eval()(x), reference.eval()(x), rtol=1e-4, atol=1e-5)
 
 
-def test_autocast_none_is_fp32():
-    with autocast(CPU, None):
-        assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.float32
-    with autocast(CPU, torch.bfloat16):
-        assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [
+        ((7, 5), None),  # T4 (Colab's free GPU): bf16 only emulated, so fp32
+        ((7, 0), None),  # V100
+        ((8, 0), torch.bfloat16),  # A100
+        ((9, 0), torch.bfloat16),  # H100
+    ],
+)
+def test_auto_uses_bf16_only_on_gpus_that_have_it_natively(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # counts emulation
+    assert autocast_dtype(CUDA, "auto") == expected
+    assert autocast_dtype(CUDA, "fp32") is None and autocast_dtype(CUDA, "bf16") == torch.bfloat16
 
+
+def test_auto_on_the_cpu_follows_native_bf16_and_the_fp32_switch(monkeypatch):
+    monkeypatch.setenv(CPU_FP32_ENV, "1")
+    assert not cpu_has_bf16() and autocast_dtype(CPU, "auto") is None
+    monkeypatch.setenv(CPU_FP32_ENV, "0")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert autocast_dtype(CPU, "auto") == torch.bfloat16
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert autocast_dtype(CPU, "auto") is None
+    assert autocast_dtype(CPU, "bf16") == torch.bfloat16  # asked for by name: emulated if need be

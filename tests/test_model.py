@@ -13,20 +13,37 @@ from mnist_lib import MAX_PARAMS, Net, TinyNet, UserError, build_model, count_pa
 # Net's layers by hand: 3x3 (or 1x1) convs have k*k*c_in*c_out weights and no bias,
 # each BatchNorm has 2*c (weight, bias), the Linear has 32*10 weights + 10 biases.
 NET_PARAMS_BY_HAND = (
-    3 * 3 * 1 * 8 + 2 * 8  # conv_block1: 1 -> 8, 3x3, pad 1
-    + 3 * 3 * 8 * 24 + 2 * 24  # conv_block1: 8 -> 24, 3x3, pad 1
-    + 1 * 1 * 24 * 8 + 2 * 8  # transition1: 24 -> 8, 1x1
-    + 3 * 3 * 8 * 16 + 2 * 16  # conv_block2: 8 -> 16
-    + 3 * 3 * 16 * 24 + 2 * 24  # conv_block2: 16 -> 24
-    + 1 * 1 * 24 * 8 + 2 * 8  # transition2: 24 -> 8, 1x1
-    + 3 * 3 * 8 * 16 + 2 * 16  # conv_block3: 8 -> 16
-    + 3 * 3 * 16 * 32 + 2 * 32  # conv_block3: 16 -> 32
-    + 32 * 10 + 10  # dense
+    3 * 3 * 1 * 8
+    + 2 * 8  # conv_block1: 1 -> 8, 3x3, pad 1
+    + 3 * 3 * 8 * 24
+    + 2 * 24  # conv_block1: 8 -> 24, 3x3, pad 1
+    + 1 * 1 * 24 * 8
+    + 2 * 8  # transition1: 24 -> 8, 1x1
+    + 3 * 3 * 8 * 16
+    + 2 * 16  # conv_block2: 8 -> 16
+    + 3 * 3 * 16 * 24
+    + 2 * 24  # conv_block2: 16 -> 24
+    + 1 * 1 * 24 * 8
+    + 2 * 8  # transition2: 24 -> 8, 1x1
+    + 3 * 3 * 8 * 16
+    + 2 * 16  # conv_block3: 8 -> 16
+    + 3 * 3 * 16 * 32
+    + 2 * 32  # conv_block3: 16 -> 32
+    + 32 * 10
+    + 10  # dense
 )
 
 # The seed document's layers, in order: (c_out, c_in, k, k) with the padding, then BatchNorm's c.
-SEED_CONVS = [((8, 1, 3, 3), 1), ((24, 8, 3, 3), 1), ((8, 24, 1, 1), 0), ((16, 8, 3, 3), 0),
-              ((24, 16, 3, 3), 0), ((8, 24, 1, 1), 0), ((16, 8, 3, 3), 0), ((32, 16, 3, 3), 0)]
+SEED_CONVS = [
+    ((8, 1, 3, 3), 1),
+    ((24, 8, 3, 3), 1),
+    ((8, 24, 1, 1), 0),
+    ((16, 8, 3, 3), 0),
+    ((24, 16, 3, 3), 0),
+    ((8, 24, 1, 1), 0),
+    ((16, 8, 3, 3), 0),
+    ((32, 16, 3, 3), 0),
+]
 SEED_BATCHNORMS = [8, 24, 8, 16, 24, 8, 16, 32]
 
 
@@ -39,7 +56,12 @@ class SeedNet(nn.Module):
         drop = 0.05
 
         def block(c_in, c_out, k, **kw):
-            return [nn.Conv2d(c_in, c_out, k, bias=False, **kw), nn.BatchNorm2d(c_out), nn.ReLU(), nn.Dropout2d(drop)]
+            return [
+                nn.Conv2d(c_in, c_out, k, bias=False, **kw),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+                nn.Dropout2d(drop),
+            ]
 
         self.conv_block1 = nn.Sequential(*block(1, 8, 3, padding=1), *block(8, 24, 3, padding=1))
         self.transition1 = nn.Sequential(*block(24, 8, 1))
@@ -57,8 +79,7 @@ class SeedNet(nn.Module):
 
 
 def test_net_has_13154_params_by_hand():
-    assert NET_PARAMS_BY_HAND == 13_154
-    assert count_params(Net()) == NET_PARAMS_BY_HAND
+    assert count_params(Net()) == NET_PARAMS_BY_HAND == 13_154
     assert sum(p.numel() for p in Net().parameters()) == NET_PARAMS_BY_HAND  # nothing frozen
     assert NET_PARAMS_BY_HAND < MAX_PARAMS
 
@@ -74,7 +95,9 @@ def test_net_layers_are_the_seeds():
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert [(tuple(c.weight.shape), c.padding[0]) for c in convs] == SEED_CONVS
     assert all(c.bias is None for c in convs)
-    assert [m.num_features for m in net.modules() if isinstance(m, nn.BatchNorm2d)] == SEED_BATCHNORMS
+    assert [
+        m.num_features for m in net.modules() if isinstance(m, nn.BatchNorm2d)
+    ] == SEED_BATCHNORMS
     assert tuple(net.dense.weight.shape) == (10, 32) and tuple(net.dense.bias.shape) == (10,)
 
 
@@ -85,7 +108,12 @@ def test_net_computes_what_the_seed_computes():
     with torch.no_grad():  # BatchNorm away from the identity, so that it counts
         for m in seed_net.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5), m.bias.normal_(), m.running_mean.normal_(), m.running_var.uniform_(0.5, 2)
+                (
+                    m.weight.uniform_(0.5, 1.5),
+                    m.bias.normal_(),
+                    m.running_mean.normal_(),
+                    m.running_var.uniform_(0.5, 2),
+                )
     net = Net()
     net.load_state_dict(dict(zip(net.state_dict(), seed_net.state_dict().values(), strict=True)))
     x = torch.randn(8, 1, 28, 28)
@@ -100,8 +128,31 @@ def test_output_is_log_probs(model):
     assert (out <= 0).all()
 
 
-def test_tiny_is_small():
-    assert count_params(TinyNet()) <= 8_000
+# TinyNet's layers by hand, as for Net above.
+TINY_PARAMS_BY_HAND = (
+    3 * 3 * 1 * 8
+    + 2 * 8  # 1 -> 8, 3x3, pad 1
+    + 3 * 3 * 8 * 12
+    + 2 * 12  # 8 -> 12, 3x3, pad 1
+    + 1 * 1 * 12 * 8
+    + 2 * 8  # 12 -> 8, 1x1
+    + 3 * 3 * 8 * 12
+    + 2 * 12  # 8 -> 12
+    + 3 * 3 * 12 * 16
+    + 2 * 16  # 12 -> 16
+    + 1 * 1 * 16 * 8
+    + 2 * 8  # 16 -> 8, 1x1
+    + 3 * 3 * 8 * 16
+    + 2 * 16  # 8 -> 16
+    + 3 * 3 * 16 * 16
+    + 2 * 16  # 16 -> 16
+    + 16 * 10
+    + 10  # dense
+)
+
+
+def test_tiny_params_by_hand():
+    assert count_params(TinyNet()) == TINY_PARAMS_BY_HAND == 7_570
 
 
 def test_build_model():
@@ -114,5 +165,8 @@ def test_build_model():
 def test_ablation_variants_stay_in_budget():
     # net-nobn: every BatchNorm (2 * 136 channels) goes, every conv gains a bias (136).
     assert count_params(build_model("net-nobn")) == 13_154 - 2 * 136 + 136
-    # net-flat: last conv 16->10 (1,440 + 20 BN), flatten(10*6*6) -> 10 (3,610) in place of 16->32 and GAP + Linear(32, 10).
-    assert count_params(build_model("net-flat")) == 13_154 - (4_608 + 64) - 330 + (1_440 + 20) + 3_610
+    # net-flat: last conv 16->10 (1,440 + 20 BN), flatten(10*6*6) -> 10 (3,610) in place of
+    # 16->32 (4,608 + 64 BN) and GAP + Linear(32, 10) (330).
+    assert (
+        count_params(build_model("net-flat")) == 13_154 - (4_608 + 64) - 330 + (1_440 + 20) + 3_610
+    )

@@ -1,8 +1,8 @@
 """The README's tables are the ones the committed results give."""
 
-from mnist_lib import ablation_table, load_ablation
-from mnist_lib.paths import REPO_ROOT, RESULTS_DIR
-from mnist_lib.report import results_table
+from mnist_lib.experiments.ablate import ablation_table, load_ablation
+from mnist_lib.experiments.report import results_table
+from mnist_lib.tools.paths import REPO_ROOT, RESULTS_DIR
 
 README = REPO_ROOT / "README.md"
 

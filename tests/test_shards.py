@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_lib import Net, normalize
-from mnist_lib.shards import ShardedStep, worker_threads
+from mnist_lib.speed.shards import ShardedStep, worker_threads
 
 CPU = torch.device("cpu")
 
@@ -45,7 +45,7 @@ def test_shards_add_up_to_the_whole_batch_gradient(batch, shards, size):
 
 
 def test_each_shard_is_its_own_batchnorm_batch(batch):
-    """With BatchNorm, two shards give the mean of the two halves' gradients, computed separately."""
+    """With BatchNorm, two shards give the mean of the halves' gradients, each computed alone."""
     x, y = batch
     torch.manual_seed(0)
     model = Net(dropout=0.0)
@@ -56,8 +56,10 @@ def test_each_shard_is_its_own_batchnorm_batch(batch):
         step(x, y)
     for got, a, b in zip(grads(model), grads(halves[0]), grads(halves[1]), strict=True):
         torch.testing.assert_close(got, (a + b) / 2, rtol=1e-5, atol=1e-6)
-    # The model's running statistics come from the first shard only, as with DistributedDataParallel.
-    assert torch.equal(model.conv_block1[0][1].running_mean, halves[0].conv_block1[0][1].running_mean)
+    # The running statistics come from the first shard only, as with DistributedDataParallel.
+    assert torch.equal(
+        model.conv_block1[0][1].running_mean, halves[0].conv_block1[0][1].running_mean
+    )
 
 
 @pytest.mark.parametrize("shards", [2, 4])
@@ -113,7 +115,8 @@ def test_worker_threads():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graphs_compute_what_eager_passes_compute(batch):
-    """On a GPU the replicas replay CUDA graphs: the same gradients and BatchNorm statistics as eager passes."""
+    """On a GPU the replicas replay CUDA graphs: the same gradients and BatchNorm statistics as
+    eager passes."""
     cuda = torch.device("cuda")
     x, y = batch[0].to(cuda), batch[1].to(cuda)
     torch.manual_seed(0)
@@ -131,7 +134,9 @@ def test_cuda_graphs_compute_what_eager_passes_compute(batch):
             assert step.graphed
             for got, a, b in zip(grads(model), grads(eager[0]), grads(eager[1]), strict=True):
                 torch.testing.assert_close(got, a + b, rtol=1e-4, atol=1e-6)
-            torch.testing.assert_close(model.conv_block1[0][1].running_var, eager[0].conv_block1[0][1].running_var)
+            torch.testing.assert_close(
+                model.conv_block1[0][1].running_var, eager[0].conv_block1[0][1].running_var
+            )
             optimizer.step()
 
 

@@ -1,13 +1,25 @@
-"""Seed sweeps: the summary's arithmetic on hand-made histories, and finished seeds left alone."""
+"""Seed sweeps: the summary's arithmetic on hand-made histories; finished seeds reused only when
+they were made with the same settings; commands for any scheduler."""
 
+import shlex
 import statistics
+from dataclasses import replace
 
 import pytest
-from helpers import silent, small_config
+from helpers import made_history, run_cli, silent, small_config
 
-from mnist_lib import UserError, ablation_table, fit, load_ablation
+from mnist_lib import UserError, fit
+from mnist_lib.experiments.ablate import ablation_commands, ablation_table, load_ablation
+from mnist_lib.experiments.sweep import (
+    run_seeds,
+    seed_folder,
+    summarize,
+    summary_table,
+    train_commands,
+)
 from mnist_lib.files import read_json
-from mnist_lib.sweep import run_seeds, summarize, summary_table
+
+pytestmark = pytest.mark.training  # run again in fp32 by `make test`
 
 LAST_5 = {
     0: [99.40, 99.45, 99.50, 99.42, 99.48],  # pass: min 99.40, final 99.48
@@ -16,22 +28,18 @@ LAST_5 = {
 }
 
 
-def history(seed: int, last: list[float]) -> dict:
-    accs = [98.0] * 10 + last
-    return {"model": "net", "params": 13_154, "seed": seed, "device": "cpu", "config": {"epochs": 15, "seed": seed},
-            "epochs": [{"epoch": i + 1, "test_acc": a, "seconds": 1.5} for i, a in enumerate(accs)]}
-
-
 def test_summarize_by_hand():
-    s = summarize([history(seed, last) for seed, last in LAST_5.items()])
+    s = summarize([made_history([98.0] * 10 + last, seed=seed) for seed, last in LAST_5.items()])
     assert [r["passed"] for r in s["runs"]] == [True, False, True]
     assert [r["min_last"] for r in s["runs"]] == [99.40, 99.30, 99.44]
     assert s["final"]["mean"] == pytest.approx(99.48) and s["final"]["std"] == pytest.approx(0.04)
     # min_last: deviations from 99.38 are +0.02, -0.08, +0.06; sample variance 0.0104 / 2
-    assert s["min_last"]["mean"] == pytest.approx(99.38) and s["min_last"]["std"] == pytest.approx(0.0052 ** 0.5)
+    assert s["min_last"]["mean"] == pytest.approx(99.38)
+    assert s["min_last"]["std"] == pytest.approx(0.0052**0.5)
     assert s["min_last"]["std"] == pytest.approx(statistics.stdev([99.40, 99.30, 99.44]))
     assert (s["worst_min_last"], s["passed"], s["total"]) == (99.30, 2, 3)
-    assert s["seconds_per_run"] == pytest.approx(15 * 1.5) and s["epochs"] == 15 and "seed" not in s["config"]
+    assert s["seconds_per_run"] == pytest.approx(15 * 1.5) and s["epochs"] == 15
+    assert "seed" not in s["config"] and s["split"] == "test"
     table = summary_table(s)
     assert "passed 2/3" in table and table.count("FAIL") == 1 and "worst 99.30" in table
 
@@ -43,21 +51,88 @@ def test_run_seeds_keeps_a_finished_seed(tmp_path, mnist):
     before = {p.name: p.stat().st_mtime_ns for p in files}
 
     messages = []
-    summary = run_seeds(small_config(), [0, 1], out, device="cpu", progress=False, log=messages.append)
+    summary = run_seeds(
+        small_config(), [0, 1], out, device="cpu", progress=False, log=messages.append
+    )
     assert {p.name: p.stat().st_mtime_ns for p in files} == before  # seed 0 not retrained
     assert any(m.startswith("seed 0: already finished") for m in messages)
     assert read_json(out / "seed-1" / "history.json")["seed"] == 1  # seed 1 was trained
     assert [r["seed"] for r in summary["runs"]] == [0, 1] and summary["total"] == 2
-    assert summary["runs"][0]["final"] == read_json(out / "seed-0" / "history.json")["epochs"][-1]["test_acc"]
+    seed_0 = read_json(out / "seed-0" / "history.json")
+    assert summary["runs"][0]["final"] == seed_0["epochs"][-1]["test_acc"]
     assert read_json(out / "summary.json") == summary
 
 
+def test_a_finished_seed_made_with_other_settings_is_not_reused(tmp_path, mnist):
+    out = tmp_path / "sweep"
+    fit(small_config(seed=0), out / "seed-0", device="cpu", progress=False, log=silent, data=mnist)
+    before = (out / "seed-0" / "history.json").read_bytes()
+    with pytest.raises(UserError, match=r"seed-0 .*other settings \(epochs, lr\).*--force"):
+        run_seeds(
+            small_config(epochs=2, lr=0.05), [0], out, device="cpu", progress=False, log=silent
+        )
+    assert (out / "seed-0" / "history.json").read_bytes() == before
+    assert not (out / "summary.json").exists()
+
+
+def test_a_seed_given_twice_is_refused(tmp_path):
+    result = run_cli("seeds", "--seeds", "1", "1", "--out", tmp_path / "sweep", "--device", "cpu")
+    assert result.returncode == 2 and "seed 1 given more than once" in result.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_print_commands_gives_one_train_command_per_unfinished_seed(tmp_path, mnist):
+    cfg = small_config(lr=0.05)
+    out = tmp_path / "sweep"
+    fit(
+        replace(cfg, seed=0),
+        seed_folder(out, 0).path,
+        device="cpu",
+        progress=False,
+        log=silent,
+        data=mnist,
+    )
+    commands = train_commands(cfg, [0, 1, 2], out)
+    assert len(commands) == 2  # seed 0 is finished
+    args = shlex.split(commands[0])
+    assert args[:5] == ["python", "-m", "mnist_lib", "train", "--model"] and args[5] == "tiny"
+    assert args[args.index("--seed") + 1] == "1" and args[args.index("--lr") + 1] == "0.05"
+    assert args[args.index("--out") + 1] == str(out / "seed-1")
+
+    # The printed command, run as it is, trains the very run the sweep would have trained.
+    printed = run_cli(
+        "seeds",
+        *args[4 : args.index("--seed")],
+        "--seeds",
+        "0",
+        "1",
+        "2",
+        "--out",
+        out,
+        "--print-commands",
+    )
+    assert printed.returncode == 0 and printed.stdout.splitlines() == commands
+    trained = run_cli(*args[3:], "--device", "cpu")
+    assert trained.returncode == 0, trained.stderr
+    assert train_commands(cfg, [0, 1, 2], out) == commands[1:]
+
+
+def test_ablation_commands_cover_every_variant_and_seed(tmp_path):
+    commands = ablation_commands([0, 1], tmp_path, only=["recipe", "no-ema"])
+    assert len(commands) == 4
+    assert all("--val 10000" in c for c in commands)
+    assert sum("--ema 0.0" in c for c in commands) == 2
+
+
 def test_ablation_table_gives_the_change_against_the_recipe(tmp_path):
-    recipe = summarize([history(0, [99.50] * 5), history(1, [99.52] * 5)])
-    worse = summarize([history(0, [99.40] * 5), history(1, [99.38] * 5)])
-    results = {"recipe": {"changes": {}, "summary": recipe}, "seed-dropout": {"changes": {"dropout": 0.05}, "summary": worse}}
+    recipe = summarize([made_history([99.50] * 5, seed=0), made_history([99.52] * 5, seed=1)])
+    worse = summarize([made_history([99.40] * 5, seed=0), made_history([99.38] * 5, seed=1)])
+    results = {
+        "recipe": {"changes": {}, "summary": recipe},
+        "seed-dropout": {"changes": {"dropout": 0.05}, "summary": worse},
+    }
     rows = ablation_table(results).splitlines()
-    assert "+0.00" in rows[1] and "3/3" not in rows[1] and "2/2" in rows[1]
+    assert "+0.00" in rows[1] and "2/2" in rows[1]
     assert "-0.12" in rows[2] and "1/2" in rows[2]
     with pytest.raises(UserError, match="no ablation results"):
         load_ablation(tmp_path)

@@ -8,18 +8,30 @@ import pytest
 import torch
 from helpers import CLI_RUN, run_cli, silent, small_config, start_cli, without_timing
 
-import mnist_lib.shards as shards_module
-from mnist_lib import DeviceData, Net, TrainConfig, UserError, evaluate, fit, load_trained, train_one_epoch
+import mnist_lib.speed.shards as shards_module
+from mnist_lib import (
+    DeviceData,
+    Net,
+    PlainStep,
+    TrainConfig,
+    UserError,
+    evaluate,
+    fit,
+    load_trained,
+    train_one_epoch,
+)
 from mnist_lib.augment import affine
 from mnist_lib.files import read_json
 from mnist_lib.train import make_scheduler
+
+pytestmark = pytest.mark.training  # run again in fp32 by `make test`
 
 CPU = torch.device("cpu")
 RUN_FILES = ["checkpoint.pt", "history.json", "model.pt"]
 
 
 def interrupt_in_epoch_2(cfg: TrainConfig, run_dir, data) -> None:
-    """fit() stopped during its second epoch, after the first epoch's checkpoint: what Ctrl-C leaves."""
+    """fit() stopped in its second epoch, after the first epoch's checkpoint: what Ctrl-C leaves."""
     epoch_lines = []
 
     def log(message: str) -> None:
@@ -33,7 +45,9 @@ def interrupt_in_epoch_2(cfg: TrainConfig, run_dir, data) -> None:
 
 
 def test_one_batch_overfits(mnist):
-    cfg = TrainConfig(batch_size=64, lr=0.05, schedule="constant", dropout=0.0, ema=0.0, rotate=0, shift=0)
+    cfg = TrainConfig(
+        batch_size=64, lr=0.05, schedule="constant", dropout=0.0, ema=0.0, rotate=0, shift=0
+    )
     data = DeviceData.from_mnist(mnist, CPU, limit_train=64, limit_test=64)  # one batch: 64 images
     torch.manual_seed(0)
     model = Net(dropout=0.0)
@@ -41,7 +55,9 @@ def test_one_batch_overfits(mnist):
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=1)
     generator = torch.Generator().manual_seed(0)
     for _ in range(100):  # one step per "epoch"
-        stats = train_one_epoch(model, data, optimizer, scheduler, cfg, generator, amp=None)
+        stats = train_one_epoch(
+            model, data, optimizer, scheduler, cfg, generator, PlainStep(model, None)
+        )
         if stats["train_loss"] < 0.05 and stats["train_acc"] == 100.0:
             break
     assert stats["train_loss"] < 0.05 and stats["train_acc"] == 100.0
@@ -50,7 +66,9 @@ def test_one_batch_overfits(mnist):
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory, mnist):
     """Net trained for 2 epochs on 2,000 images (62 steps each), tested on 1,000."""
-    cfg = TrainConfig(epochs=2, limit_train=2000, limit_test=1000, batch_size=32, ema=0.0, rotate=0, shift=0)
+    cfg = TrainConfig(
+        epochs=2, limit_train=2000, limit_test=1000, batch_size=32, ema=0.0, rotate=0, shift=0
+    )
     run_dir = tmp_path_factory.mktemp("short") / "run"
     fit(cfg, run_dir, device="cpu", progress=False, log=silent, data=mnist)
     return run_dir
@@ -66,19 +84,22 @@ def test_evaluate_matches_a_per_image_reference(mnist, short_run):
     model = load_trained(short_run / "model.pt")
     data = DeviceData.from_mnist(mnist, CPU, limit_train=1, limit_test=200)
     with torch.no_grad():
-        log_probs = torch.cat([model(x[None]) for x in data.test_x])  # (200, 10), one image at a time
-    losses = -log_probs[torch.arange(200), data.test_y]
-    accuracy = 100.0 * (log_probs.argmax(1) == data.test_y).float().mean().item()
+        log_probs = torch.cat([model(x[None]) for x in data.eval_x])  # (200, 10), one at a time
+    losses = -log_probs[torch.arange(200), data.eval_y]
+    accuracy = 100.0 * (log_probs.argmax(1) == data.eval_y).float().mean().item()
     for batch_size in (200, 64, 7):
-        loss, acc = evaluate(model, data.test_x, data.test_y, batch_size=batch_size, amp=None)
+        loss, acc = evaluate(model, data.eval_x, data.eval_y, batch_size=batch_size, amp=None)
         assert loss == pytest.approx(losses.mean().item(), rel=1e-5)
         assert acc == pytest.approx(accuracy)
-    assert 50 < accuracy < 100  # a model that has learned something, so the comparison means something
+    assert (
+        50 < accuracy < 100
+    )  # a model that has learned something, so the comparison means something
 
 
 @pytest.mark.parametrize("total", [1, 2, 3, 4, 5, 8, 234])
 def test_one_cycle_schedule(total):
-    """Warm up from lr/10 to lr, anneal to lr/1000, whatever the number of steps (4 used to divide by 0)."""
+    """Warm up from lr/10 to lr, anneal to lr/1000, whatever the number of steps (OneCycleLR
+    divides by 0 at exactly 4)."""
     cfg = TrainConfig(epochs=1, lr=0.1)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr, momentum=0.9)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=total)
@@ -132,22 +153,42 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
 def test_finished_run_is_not_overwritten(finished_run, mnist):
     before = {name: (finished_run / name).read_bytes() for name in RUN_FILES}
     with pytest.raises(UserError, match="finished run.*--force"):
-        fit(small_config(ema=0.999), finished_run, device="cpu", progress=False, log=silent, data=mnist)
+        fit(
+            small_config(ema=0.999),
+            finished_run,
+            device="cpu",
+            progress=False,
+            log=silent,
+            data=mnist,
+        )
     assert {name: (finished_run / name).read_bytes() for name in RUN_FILES} == before
 
 
 def test_resume_refuses_another_models_checkpoint(tmp_path, mnist):
     run_dir = tmp_path / "net-run"
-    interrupt_in_epoch_2(TrainConfig(epochs=2, limit_train=128, limit_test=128, batch_size=64), run_dir, mnist)
+    interrupt_in_epoch_2(
+        TrainConfig(epochs=2, limit_train=128, limit_test=128, batch_size=64), run_dir, mnist
+    )
     checkpoint = (run_dir / "checkpoint.pt").read_bytes()
-    result = run_cli("train", "--model", "tiny", "--resume", "--out", run_dir, "--device", "cpu", "--no-progress")
+    result = run_cli(
+        "train", "--model", "tiny", "--resume", "--out", run_dir, "--device", "cpu", "--no-progress"
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and re.search("'net'.*'tiny'", result.stderr)
     assert (run_dir / "checkpoint.pt").read_bytes() == checkpoint
 
 
 def test_exploding_loss_stops_with_the_epoch(tmp_path, mnist):
-    cfg = TrainConfig(lr=1e12, schedule="constant", epochs=2, limit_train=128, limit_test=128, batch_size=64, ema=0.0)
+    """16 steps at lr 1e12 overflow within the first epoch, in fp32 as in bf16."""
+    cfg = TrainConfig(
+        lr=1e12,
+        schedule="constant",
+        epochs=2,
+        limit_train=512,
+        limit_test=128,
+        batch_size=32,
+        ema=0.0,
+    )
     with pytest.raises(UserError, match=r"NaN.* epoch 1\b.*learning rate") as error:
         fit(cfg, tmp_path / "run", device="cpu", progress=False, log=silent, data=mnist)
     assert "epoch 0" not in str(error.value)  # no checkpoint to promise: none was written
@@ -156,7 +197,9 @@ def test_exploding_loss_stops_with_the_epoch(tmp_path, mnist):
 
 def test_nan_in_epoch_2_keeps_epoch_1(tmp_path, mnist, monkeypatch):
     """Poison the batches from epoch 2 on: the error names epoch 2 and epoch 1's files stay good."""
-    cfg = small_config(epochs=2, limit_train=128, shards=2)  # two steps per epoch, two shards per step
+    cfg = small_config(
+        epochs=2, limit_train=128, shards=2
+    )  # two steps per epoch, two shards per step
     calls = []
 
     def poisoned(images, thetas):
@@ -170,7 +213,9 @@ def test_nan_in_epoch_2_keeps_epoch_1(tmp_path, mnist, monkeypatch):
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert [e["epoch"] for e in checkpoint["history"]["epochs"]] == [1]
     assert [e["epoch"] for e in read_json(run_dir / "history.json")["epochs"]] == [1]
-    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point()
+    )
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "history.json"]
 
 
@@ -181,7 +226,9 @@ def test_run_files_are_plain_data_and_complete(finished_run):
     assert checkpoint["config"] == history["config"] == saved["config"]
     assert checkpoint["history"]["epochs"] == history["epochs"]
     assert set(checkpoint) >= {"model", "ema", "optimizer", "scheduler", "rng"}
-    assert sorted(p.name for p in finished_run.iterdir()) == RUN_FILES  # atomic writes leave no .tmp
+    assert (
+        sorted(p.name for p in finished_run.iterdir()) == RUN_FILES
+    )  # atomic writes leave no .tmp
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -190,5 +237,5 @@ def test_one_epoch_on_the_gpu(tmp_path, mnist):
     assert data.train_x.is_cuda and data.train_y.is_cuda and data.test_x.is_cuda
     cfg = TrainConfig(epochs=1, limit_train=20_000, limit_test=2_000, batch_size=64)
     history = fit(cfg, tmp_path / "run", device="cuda", progress=False, log=silent, data=mnist)
-    assert history["device"].startswith("cuda")
-    assert history["epochs"][-1]["test_acc"] > 95
+    assert history.device.startswith("cuda")
+    assert history.epochs[-1].test_acc > 95

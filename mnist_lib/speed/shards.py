@@ -1,9 +1,8 @@
 """Data parallelism inside one process: each batch is split into shards, one per model replica.
 
 On a CPU the shards' forward and backward passes are shared out among worker threads, one per
-core (up to one per shard), each with its share of the intra-op threads: on two cores, two small
-passes on one core each are faster than one pass that splits every small op across both. On a GPU
-they run one after the other.
+core (up to one per shard), each with its share of the intra-op threads. On a GPU they run one
+after the other, each replica's pass recorded once as a CUDA graph and replayed.
 
 Either way it is one SGD step on the whole batch: each shard's loss is weighted by its share of
 the batch and the gradients are summed into the model. Only BatchNorm sees less: each shard is
@@ -20,13 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import affine
-from .device import autocast
+from ..augment import affine
+from ..device import autocast
 
 
-def forward_backward(replica: nn.Module, replica_params: list[torch.Tensor], weights: list[torch.Tensor],
-                     x: torch.Tensor, y: torch.Tensor, thetas: torch.Tensor | None, share: float,
-                     amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_backward(
+    replica: nn.Module,
+    replica_params: list[torch.Tensor],
+    weights: list[torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    thetas: torch.Tensor | None,
+    share: float,
+    amp: torch.dtype | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Copy the current ``weights`` into ``replica``'s parameters, augment its shard by ``thetas``
     (if given), backpropagate ``share`` x its mean loss, and return that weighted loss and the
     number of correct predictions."""
@@ -43,7 +49,8 @@ def forward_backward(replica: nn.Module, replica_params: list[torch.Tensor], wei
 
 
 def worker_threads(device: torch.device, shards: int) -> int:
-    """How many threads run shards at the same time: on a CPU one per intra-op thread, at most one per shard."""
+    """Threads that run shards at the same time: on a CPU one per intra-op thread, at most one
+    per shard; one on a GPU."""
     return max(1, min(shards, torch.get_num_threads())) if device.type == "cpu" else 1
 
 
@@ -52,14 +59,14 @@ def run_in_turn(jobs: list[tuple]) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 class ShardedStep:
-    """Computes a batch's loss gradient into ``model``'s ``.grad``, split over ``shards`` replicas.
+    """A `Step` (see `mnist_lib.train.PlainStep`) split over ``shards`` replicas of ``model``.
 
     The replicas are copies of ``model`` that take its weights before every step; ``model`` itself
-    only receives the summed gradients and the first replica's BatchNorm statistics. Use as a
-    context manager around an epoch: on a CPU it starts the worker threads and, while it is open,
-    gives each of them (the caller's thread is one) ``threads // workers`` intra-op threads. On a GPU each
-    replica's forward and backward pass is recorded once as a CUDA graph and replayed every step:
-    a few launches instead of hundreds, which is what a model this small spends its time on.
+    only receives the summed gradients and the first replica's BatchNorm statistics. Build it
+    once per run and enter it around each epoch: on a CPU entering starts the worker threads and,
+    while it is open, gives each of them (the caller's thread is one) ``threads // workers``
+    intra-op threads. On a GPU each replica's forward and backward pass is recorded as a CUDA
+    graph at the first step and replayed at every later one: a few launches instead of hundreds.
     """
 
     def __init__(self, model: nn.Module, shards: int, amp: torch.dtype | None) -> None:
@@ -68,7 +75,7 @@ class ShardedStep:
         # The tensors, found once: walking the modules every step costs more than some of the work.
         self.weights = list(model.parameters())
         self.replica_params = [list(r.parameters()) for r in self.replicas]
-        self.buffers = list(model.buffers())  # BatchNorm's running statistics, taken from the first shard
+        self.buffers = list(model.buffers())  # BatchNorm's running statistics, from the first shard
         self.first_buffers = list(self.replicas[0].buffers())
         self.device = next(model.parameters()).device
         self.workers = worker_threads(self.device, shards)
@@ -80,19 +87,21 @@ class ShardedStep:
         if self.workers > 1:
             self.saved_threads = torch.get_num_threads()
             torch.set_num_threads(self.threads_each)
-            self.pool = ThreadPoolExecutor(self.workers - 1, initializer=torch.set_num_threads,
-                                           initargs=(self.threads_each,))
+            self.pool = ThreadPoolExecutor(
+                self.workers - 1, initializer=torch.set_num_threads, initargs=(self.threads_each,)
+            )
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
             torch.set_num_threads(self.saved_threads)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor,
-                 thetas: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch's mean loss (detached) and its number of correct predictions; gradients in ``model``.
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, thetas: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's mean loss and number of correct predictions; the gradient in ``model``.
 
         ``thetas`` (B, 2, 3), if given, are the images' augmentation (`mnist_lib.augment.affine`),
         applied by each shard to its own images, so that it too runs in parallel.
@@ -102,11 +111,15 @@ class ShardedStep:
         ts = thetas.tensor_split(n) if thetas is not None else [None] * n
         if self.device.type == "cuda" and not self.graphed:
             self.record_cuda_graphs(xs)
-        jobs = [(r, params, self.weights, xi, yi, ti, len(yi) / len(y), self.amp)  # the weights as the optimizer left them
-                for r, params, xi, yi, ti in zip(self.replicas, self.replica_params, xs, ys, ts, strict=True)]
+        shards = zip(self.replicas, self.replica_params, xs, ys, ts, strict=True)
+        # Every replica takes self.weights: the model's weights as the optimizer left them.
+        jobs = [
+            (r, params, self.weights, xi, yi, ti, len(yi) / len(y), self.amp)
+            for r, params, xi, yi, ti in shards
+        ]
         # Worker i runs shards i, i + workers, ...; outside a `with` block all run in this thread.
-        groups = [jobs[i::self.workers] for i in range(self.workers)] if self.pool else [jobs]
-        others = [self.pool.submit(run_in_turn, group) for group in groups[1:]] if self.pool else []
+        groups = [jobs[i :: self.workers] for i in range(self.workers)] if self.pool else [jobs]
+        others = [self.pool.submit(run_in_turn, g) for g in groups[1:]] if self.pool else []
         results = run_in_turn(groups[0]) + [r for f in others for r in f.result()]
         with torch.no_grad():
             grads = [p.grad for p in self.replica_params[0]]
@@ -121,16 +134,25 @@ class ShardedStep:
     def record_cuda_graphs(self, shard_inputs: tuple[torch.Tensor, ...]) -> None:
         """Replace each replica's training forward (and its backward) by a CUDA graph of it."""
         # The graphs' warm-up runs on a side stream, so autograd warns once that the gradient
-        # accumulation will sync with it: true, harmless, and noise in a notebook's output.
-        quiet = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
-        if quiet is not None:
-            quiet(False)
-        for replica, sample in zip(self.replicas, shard_inputs, strict=True):
-            saved = [b.clone() for b in replica.buffers()]  # the warm-up passes must not count as training
-            with torch.autocast("cuda", dtype=self.amp or torch.float32, enabled=self.amp is not None,
-                                cache_enabled=False):
-                torch.cuda.make_graphed_callables(replica, (sample,))
-            with torch.no_grad():
-                torch._foreach_copy_(list(replica.buffers()), saved)
-            replica.zero_grad(set_to_none=True)
+        # accumulation will sync with it: true, harmless, and noise in a notebook's output. The
+        # warning is switched off while recording and back on (its default) afterwards.
+        warn = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
+        if warn is not None:
+            warn(False)
+        try:
+            for replica, sample in zip(self.replicas, shard_inputs, strict=True):
+                saved = [b.clone() for b in replica.buffers()]  # warm-up passes are not training
+                with torch.autocast(
+                    "cuda",
+                    dtype=self.amp or torch.float32,
+                    enabled=self.amp is not None,
+                    cache_enabled=False,
+                ):
+                    torch.cuda.make_graphed_callables(replica, (sample,))
+                with torch.no_grad():
+                    torch._foreach_copy_(list(replica.buffers()), saved)
+                replica.zero_grad(set_to_none=True)
+        finally:
+            if warn is not None:
+                warn(True)
         self.graphed = True

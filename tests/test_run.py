@@ -1,0 +1,315 @@
+"""Nothing finished is lost: a bad --force, a kill, a second process, a NaN score or a damaged
+file never costs a finished run, and each ends in one line naming what was wrong."""
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import CLI_RUN, run_cli, silent, small_config, start_cli
+
+import mnist_lib.run as run_module
+from mnist_lib import RunFolder, UserError, cli, fit, load_trained
+from mnist_lib.experiments.report import results_table
+from mnist_lib.files import read_json, write_json
+from mnist_lib.tools.paths import REPO_ROOT
+
+pytestmark = pytest.mark.training  # run again in fp32 by `make test`
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """The run files of ``folder``, byte for byte."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def finished(tmp_path, finished_run) -> Path:
+    """A copy of a finished run, to be attacked."""
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+def interrupt_at_epoch(n: int):
+    """A log function that stops fit() when epoch ``n`` is logged (before its checkpoint)."""
+
+    def log(message: str) -> None:
+        if message.startswith(f"epoch {n:2d}/"):
+            raise KeyboardInterrupt
+
+    return log
+
+
+def test_force_with_a_bad_limit_keeps_the_finished_run(finished):
+    before = snapshot(finished)
+    result = run_cli(
+        "train",
+        "--epochs",
+        "2",
+        "--limit-train",
+        "70000",
+        "--force",
+        "--out",
+        finished,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "limits must be at most" in result.stderr
+    assert snapshot(finished) == before and not (finished / ".next").exists()
+
+
+def test_force_with_a_damaged_data_dir_keeps_the_finished_run(finished, tmp_path):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    shutil.copytree(REPO_ROOT / "data" / "MNIST" / "raw", raw)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\0" * 100)
+    before = snapshot(finished)
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte is corrupt"):
+        fit(
+            small_config(),
+            finished,
+            device="cpu",
+            data_dir=tmp_path / "data",
+            force=True,
+            progress=False,
+            log=silent,
+        )
+    assert snapshot(finished) == before
+
+
+def test_an_interrupted_replacement_keeps_the_old_run_until_the_new_one_finishes(finished, mnist):
+    before = snapshot(finished)
+    replacement = small_config(epochs=2, ema=0.999)
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            replacement,
+            finished,
+            device="cpu",
+            force=True,
+            progress=False,
+            log=interrupt_at_epoch(2),
+            data=mnist,
+        )
+    assert snapshot(finished) == before  # the finished run is whole...
+    assert (finished / ".next" / "checkpoint.pt").exists()  # ...and the new one can resume
+
+    history = fit(
+        replacement,
+        finished,
+        device="cpu",
+        force=True,
+        resume=True,
+        progress=False,
+        log=silent,
+        data=mnist,
+    )
+    assert len(history.epochs) == 2 and not (finished / ".next").exists()
+    assert read_json(finished / "history.json") == history.to_json()
+    assert RunFolder(finished).is_finished()
+
+
+def test_a_replacement_killed_while_moving_in_is_completed_by_the_next_command(finished, mnist):
+    staged = finished / ".next"
+    fit(small_config(seed=5), staged, device="cpu", progress=False, log=silent, data=mnist)
+    new = snapshot(staged)
+    os.replace(staged / "model.pt", finished / "model.pt")  # killed after the first move
+    messages = []
+    with pytest.raises(UserError, match="already holds a finished run"):
+        fit(
+            small_config(seed=5),
+            finished,
+            device="cpu",
+            progress=False,
+            log=messages.append,
+            data=mnist,
+        )
+    assert any("moving in the finished run" in m for m in messages)
+    assert snapshot(finished) == new and not staged.exists()
+
+
+def test_a_folder_in_use_is_refused_with_the_process_that_holds_it(tmp_path):
+    out = tmp_path / "run"
+    first = start_cli(
+        "train",
+        *CLI_RUN,
+        "--limit-train",
+        "20000",
+        "--epochs",
+        "4",
+        "--out",
+        out,
+        log=tmp_path / "first.log",
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / ".lock").exists():
+            assert first.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "the first run never locked its folder"
+            time.sleep(0.05)
+        for extra in ([], ["--force"], ["--seed", "8"]):
+            second = run_cli("train", *CLI_RUN, "--epochs", "1", *extra, "--out", out)
+            assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+            assert re.search(rf"in use by process {first.pid}\b.*mnist_lib train", second.stderr)
+        assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    history = read_json(out / "history.json")
+    assert history["seed"] == 7 and len(history["epochs"]) == 4  # the first run's, whole
+    assert not (out / ".lock").exists()
+
+
+def test_a_nan_score_stops_the_run_and_is_never_written(tmp_path, mnist, monkeypatch):
+    scores = iter([(0.5, 90.0), (math.nan, 10.0)])
+    monkeypatch.setattr(run_module, "evaluate", lambda *args: next(scores))
+    run_dir = tmp_path / "run"
+    with pytest.raises(UserError, match=r"test loss became NaN/inf in epoch 2\b.*epoch 1\b"):
+        fit(small_config(epochs=2), run_dir, device="cpu", progress=False, log=silent, data=mnist)
+    assert [e["epoch"] for e in read_json(run_dir / "history.json")["epochs"]] == [1]
+
+
+def test_the_issues_nan_command_exits_2_and_leaves_strict_json(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "train",
+        "--epochs",
+        "2",
+        "--limit-train",
+        "512",
+        "--limit-test",
+        "256",
+        "--lr",
+        "1e6",
+        "--out",
+        run_dir,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
+    assert result.returncode == 2 and "NaN" in result.stderr, result.stderr
+    if (run_dir / "history.json").exists():
+        read_json(run_dir / "history.json")  # strict: NaN would be refused
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_unwritable_out_is_refused_before_training():
+    """/proc/self exists and cannot be written, even by root."""
+    result = run_cli("train", *CLI_RUN, "--epochs", "1", "--out", "/proc/self")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "cannot write to the run directory /proc/self" in result.stderr
+    assert "epoch" not in result.stdout
+
+
+def test_a_failed_check_leaves_no_empty_folder(tmp_path, mnist):
+    with pytest.raises(UserError, match="limits"):
+        fit(
+            small_config(limit_train=70_000),
+            tmp_path / "new",
+            device="cpu",
+            progress=False,
+            log=silent,
+            data=mnist,
+        )
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("command", [["train"], ["train", "--resume"], ["seeds", "--seeds", "0"]])
+def test_a_truncated_history_is_named(tmp_path, finished_run, command):
+    out = tmp_path / "sweep"
+    folder = out / "seed-0" if command[0] == "seeds" else out
+    shutil.copytree(finished_run, folder)
+    text = (folder / "history.json").read_text()
+    (folder / "history.json").write_text(text[: len(text) // 2])
+    result = run_cli(*command, "--model", "tiny", "--out", out, "--device", "cpu")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{folder / 'history.json'}" in result.stderr and "truncated" in result.stderr
+
+
+def test_a_missing_or_damaged_summary_is_named(tmp_path):
+    with pytest.raises(UserError, match=rf"{tmp_path}/summary.json is missing"):
+        results_table([tmp_path])
+    (tmp_path / "summary.json").write_text('{"model": ')
+    with pytest.raises(UserError, match=rf"cannot read {tmp_path}/summary.json"):
+        results_table([tmp_path])
+
+
+def test_a_truncated_model_is_named(finished):
+    data = (finished / "model.pt").read_bytes()
+    (finished / "model.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(UserError, match=rf"cannot read {finished}/model.pt .*truncated"):
+        load_trained(finished / "model.pt")
+
+
+def test_a_file_with_pickled_objects_is_refused_without_suggesting_to_trust_it(finished, mnist):
+    torch.save({"config": {}, "trap": Path("x")}, finished / "checkpoint.pt")  # not plain data
+    (finished / "model.pt").unlink()  # an interrupted run, so --resume reads the checkpoint
+    with pytest.raises(UserError) as error:
+        fit(
+            small_config(ema=0.999),
+            finished,
+            device="cpu",
+            resume=True,
+            progress=False,
+            log=silent,
+            data=mnist,
+        )
+    assert "checkpoint.pt" in str(error.value) and "not loaded" in str(error.value)
+    assert "weights_only" not in str(error.value)
+
+
+def test_leftovers_of_a_killed_write_are_cleaned_and_ignored(finished, mnist, monkeypatch):
+    leftover = finished / ".history.json.k1ll3d.tmp"
+    leftover.write_text('{"epochs": [')
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    fit(
+        small_config(ema=0.999, epochs=2),
+        finished,
+        device="cpu",
+        force=True,
+        progress=False,
+        log=silent,
+        data=mnist,
+    )
+    assert not leftover.exists() and synced  # written files are flushed before the rename
+    ignored = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "check-ignore", "-q", "results/net/.history.json.k1ll3d.tmp"]
+    )
+    assert ignored.returncode == 0
+
+
+def test_write_json_refuses_nan(tmp_path):
+    with pytest.raises(ValueError):
+        write_json(tmp_path / "x.json", {"test_loss": math.nan})
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "--out", "x"], "continue with the same command and --resume"),
+        (["seeds", "--out", "x"], "run the same command again to continue"),
+        (["ablate", "--out", "x"], "run the same command again to continue"),
+        (["report"], None),
+        (["colab"], None),
+        (["run", "--smoke"], None),
+    ],
+)
+def test_ctrl_c_says_what_can_be_continued(monkeypatch, capsys, argv, expected):
+    def stop(args):
+        raise KeyboardInterrupt
+
+    for name in ("cmd_train", "cmd_seeds", "cmd_ablate", "cmd_report", "cmd_colab", "cmd_run"):
+        monkeypatch.setattr(cli, name, stop)
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    if expected:
+        assert expected in err
+    else:
+        assert err == "interrupted\n"
