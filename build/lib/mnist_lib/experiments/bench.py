@@ -1,0 +1,199 @@
+"""Side-by-side speed: the usual tutorial pipeline vs this library's training path.
+
+Both train the same model with the same recipe (optimizer, schedule, EMA, augmentation ranges,
+batch size, steps per epoch) in one process, alternating, and evaluate on the test set every epoch.
+
+(a) usual:   torchvision `datasets.MNIST` + per-sample PIL transforms (RandomAffine, ToTensor,
+             Normalize) through a `DataLoader`, fp32, a loss `.item()` every step, test batches
+             of 1000.
+(b) library: the data as one normalised tensor on the device, batch augmentation, bf16 autocast
+             where the hardware has it natively, channels-last on the CPU, the batch split into
+             shards that run in parallel on the CPU's cores (mnist_lib.speed), a fused EMA update,
+             sums read once per epoch, test batches of 500.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import torch
+import torch.nn.functional as F
+
+from ..config import TrainConfig, recipe
+from ..data import MEAN, STD, TRAIN_SIZE, DeviceData, ensure_mnist, load_mnist
+from ..device import autocast_dtype, hardware, pick_device, precision_name
+from ..ema import Ema
+from ..model import build_model
+from ..run import make_model
+from ..speed import make_step, worker_threads
+from ..train import evaluate, make_optimizer, make_scheduler, steps_per_epoch, train_one_epoch
+
+
+class PeakMemory:
+    """Peak memory while the block runs: the CUDA allocator's peak, or the process RSS sampled
+    every 20 ms."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    def _sample(self) -> None:
+        proc = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, proc.memory_info().rss)
+            time.sleep(0.02)
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def setup(cfg: TrainConfig, device: torch.device, library: bool):
+    """Model, optimizer, schedule and EMA; the usual way keeps PyTorch's default memory layout."""
+    torch.manual_seed(cfg.seed)
+    model = make_model(cfg, device) if library else build_model(cfg.model, cfg.dropout).to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(TRAIN_SIZE, cfg.batch_size))
+    return model, optimizer, scheduler, Ema(model, cfg.ema) if cfg.ema else None
+
+
+def usual_epochs(cfg: TrainConfig, device: torch.device, data_dir: Path) -> list[float]:
+    """The tutorial way, seconds per epoch (train + test)."""
+    from torchvision import datasets, transforms
+
+    train_tf = transforms.Compose(
+        [
+            transforms.RandomAffine(cfg.rotate, translate=(cfg.shift / 28, cfg.shift / 28)),
+            transforms.ToTensor(),
+            transforms.Normalize((MEAN,), (STD,)),
+        ]
+    )
+    test_tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
+    cuda = device.type == "cuda"
+    loader_args = (
+        {"num_workers": 2, "pin_memory": True} if cuda else {}
+    )  # as the seed's tutorials do
+    if cuda:  # free the other way's CUDA graphs now: a forked worker that frees them itself crashes
+        gc.collect()
+    train_set = datasets.MNIST(str(data_dir), train=True, transform=train_tf)
+    test_set = datasets.MNIST(str(data_dir), train=False, transform=test_tf)
+    train_loader = torch.utils.data.DataLoader(
+        train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, **loader_args
+    )
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=1000, **loader_args)
+    model, optimizer, scheduler, ema = setup(cfg, device, library=False)
+    eval_model = ema.module if ema else model
+    times = []
+    for _ in range(cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad()
+            loss = F.nll_loss(model(x), y)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema:
+                ema.update()
+            _ = loss.item()  # what a progress bar's running loss costs
+        eval_model.eval()
+        with torch.no_grad():
+            for x, y in test_loader:
+                x, y = x.to(device), y.to(device)
+                _ = F.nll_loss(eval_model(x), y, reduction="sum").item()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def library_epochs(cfg: TrainConfig, device: torch.device, data: DeviceData) -> list[float]:
+    """This library's path, seconds per epoch (train + test)."""
+    amp = autocast_dtype(device, cfg.precision)
+    model, optimizer, scheduler, ema = setup(cfg, device, library=True)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    step = make_step(model, cfg.shards, amp)
+    times = []
+    for _ in range(cfg.epochs):
+        t0 = time.perf_counter()
+        train_one_epoch(model, data, optimizer, scheduler, cfg, generator, step, ema)
+        evaluate(ema.module if ema else model, data.eval_x, data.eval_y, cfg.eval_batch_size, amp)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_bench(
+    model: str = "net",
+    epochs: int = 2,
+    device: str = "auto",
+    repeats: int = 1,
+    data_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Alternate (a) and (b) ``repeats`` times, ``epochs`` epochs each; print and return the
+    figures."""
+    dev = pick_device(device)
+    cfg = recipe(model, epochs=epochs)
+    raw = ensure_mnist(data_dir, log=log)
+    data = DeviceData.from_mnist(load_mnist(data_dir, log=log), dev)
+    amp = autocast_dtype(dev, cfg.precision)
+    steps = steps_per_epoch(TRAIN_SIZE, cfg.batch_size)
+    workers = worker_threads(dev, cfg.shards)
+    shards = (
+        f"{cfg.shards} shards on {workers} thread(s), "
+        f"{torch.get_num_threads() // workers} intra-op thread(s) each"
+    )
+    log(
+        f"bench: {model}, batch {cfg.batch_size}, {steps} steps/epoch, "
+        f"{epochs} epochs x {repeats} rounds each way, device {dev} ({hardware(dev)}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"library: {precision_name(amp)}, {shards}"
+    )
+    results: dict[str, dict] = {
+        "usual": {"times": [], "peak": 0},
+        "library": {"times": [], "peak": 0},
+    }
+    for round_ in range(repeats):
+        for name, run in (
+            ("usual", lambda: usual_epochs(cfg, dev, raw.parent.parent)),
+            ("library", lambda: library_epochs(cfg, dev, data)),
+        ):
+            with PeakMemory(dev) as mem:
+                times = run()
+            results[name]["times"] += times
+            results[name]["peak"] = max(results[name]["peak"], mem.peak)
+            log(
+                f"round {round_ + 1} {name:>7}: "
+                + ", ".join(f"{t:.1f}" for t in times)
+                + " s/epoch"
+            )
+    train_images = steps * cfg.batch_size
+    for name, r in results.items():
+        r["median"] = statistics.median(r["times"])
+        r["images_per_s"] = train_images / r["median"]
+        log(
+            f"{name:>7}: median {r['median']:.1f} s/epoch, {r['images_per_s']:,.0f} images/s "
+            f"(incl. test), peak memory {r['peak'] / 2**20:,.0f} MiB"
+        )
+    ratio = results["usual"]["median"] / results["library"]["median"]
+    log(f"speed-up (usual / library): {ratio:.2f}x on {dev} ({torch.__version__})")
+    return {"device": str(dev), "torch": torch.__version__, "ratio": ratio, **results}

@@ -1,0 +1,72 @@
+"""The search for a network under 5,000 parameters: candidate designs written as short layer specs.
+
+A spec is a space-separated list of layers, each followed by BatchNorm and ReLU where it has
+weights:
+
+    Cn  3x3 convolution to n channels, padding 1 (size kept)
+    cn  3x3 convolution to n channels, no padding (size - 2)
+    tn  1x1 convolution to n channels (a transition)
+    Dn  depthwise-separable 3x3 (a 3x3 per channel, then a 1x1 to n channels), padding 1
+    dn  the same without padding
+    p   2x2 max-pool
+
+and every design ends in global average pooling and one ``Linear(channels, 10)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Each candidate that was trained on the validation split (results/design-search).
+DESIGNS: dict[str, str] = {
+    "design-a": "C8 C8 p c12 c12 p C12",
+    "design-b": "C8 C10 p c12 c12 p C12",
+    "design-c": "C8 C8 p c10 c12 p C12",
+    "design-d": "C8 C12 p t8 c12 c12 p C12",
+    "design-e": "C8 C16 p d16 d16 d16 d16",
+    "design-f": "C8 C16 p d16 d16 d24 d24",
+    "design-g": "C8 C16 p d16 d16 p D24 D24",
+    "design-tiny": "C8 C12 p t8 c12 c16 t8 c16 c16",  # TinyNet's layout, as a reference
+}
+
+
+def spec_layer(kind: str, c_in: int, c_out: int) -> nn.Module:
+    """One spec token's layer (see the module docstring)."""
+    if kind == "p":
+        return nn.MaxPool2d(2, 2)
+    padding = 1 if kind.isupper() else 0
+    if kind in "tT":
+        convs = [nn.Conv2d(c_in, c_out, 1, bias=False)]
+    elif kind in "cC":
+        convs = [nn.Conv2d(c_in, c_out, 3, padding=padding, bias=False)]
+    elif kind in "dD":
+        convs = [
+            nn.Conv2d(c_in, c_in, 3, padding=padding, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+        ]
+    else:
+        raise ValueError(f"unknown layer {kind!r} in a design spec")
+    return nn.Sequential(*convs, nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class SpecNet(nn.Module):
+    """A network built from a spec (see the module docstring)."""
+
+    def __init__(self, spec: str, dropout: float = 0.0) -> None:
+        super().__init__()
+        layers, channels = [], 1
+        for token in spec.split():
+            out = int(token[1:]) if token[1:] else channels
+            layers.append(spec_layer(token[0], channels, out))
+            if dropout and token[0] != "p":
+                layers.append(nn.Dropout2d(dropout))
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.dense = nn.Linear(channels, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.gap(self.features(x)).flatten(1)  # (B, channels)
+        return F.log_softmax(self.dense(x), dim=1)

@@ -1,0 +1,34 @@
+"""The README's results table, made from the committed sweep summaries (never typed by hand)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..tools.paths import RESULTS_DIR
+from .sweep import load_summary
+
+# The CPU sweeps of both models, and the reference recipe's sweep on a GPU.
+SWEEPS = (RESULTS_DIR / "sweep-net", RESULTS_DIR / "sweep-net-gpu", RESULTS_DIR / "sweep-tiny")
+
+
+def results_table(sweeps: Sequence[Path] = SWEEPS) -> str:
+    """A markdown table: one row per sweep, read from its summary.json."""
+    rows = [
+        "| model | params | epochs | final test acc (mean ± std) | last-5 min (mean ± std) "
+        "| last-5 min, worst seed | passed | time per run | hardware |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for folder in sweeps:
+        s = load_summary(folder)
+        seeds = ", ".join(str(r["seed"]) for r in s["runs"])
+        final, low = s["final"], s["min_last"]
+        rows.append(
+            f"| `{s['model']}` | {s['params']:,} | {s['epochs']} "
+            f"| {final['mean']:.2f} ± {final['std']:.2f} % "
+            f"| {low['mean']:.2f} ± {low['std']:.2f} % "
+            f"| {s['worst_min_last']:.2f} % | {s['passed']}/{s['total']} (seeds {seeds}) "
+            f"| {s['seconds_per_run'] / 60:.1f} min "
+            f"| {s['hardware']} ({s['device']}, {s['precision']}), torch {s['torch']} |"
+        )
+    return "\n".join(rows)

@@ -1,0 +1,25 @@
+"""How training is made fast without changing what it computes: the step that the loop calls.
+
+`make_step` picks, once per run, how a batch's gradient is computed: the plain forward and
+backward pass of `mnist_lib.train.PlainStep`, or `ShardedStep`, which splits the batch into
+BatchNorm shards that run in parallel threads on a CPU and replay CUDA graphs on a GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..train import PlainStep
+from .shards import ShardedStep, worker_threads
+
+
+def make_step(model: nn.Module, shards: int, amp: torch.dtype | None) -> PlainStep | ShardedStep:
+    """The step for ``model``: sharded on a GPU (for its CUDA graphs) or when there are shards."""
+    device = next(model.parameters()).device
+    if shards == 1 and device.type != "cuda":
+        return PlainStep(model, amp)
+    return ShardedStep(model, shards, amp)
+
+
+__all__ = ["ShardedStep", "make_step", "worker_threads"]
