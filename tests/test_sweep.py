@@ -9,7 +9,12 @@ import pytest
 from helpers import made_history, run_cli, silent, small_config
 
 from mnist_lib import UserError, fit
-from mnist_lib.experiments.ablate import ablation_commands, ablation_table, load_ablation
+from mnist_lib.experiments.ablate import (
+    ablation_commands,
+    ablation_table,
+    chance_difference,
+    load_ablation,
+)
 from mnist_lib.experiments.sweep import (
     run_seeds,
     seed_folder,
@@ -124,6 +129,20 @@ def test_ablation_commands_cover_every_variant_and_seed(tmp_path):
     assert sum("--ema 0.0" in c for c in commands) == 2
 
 
+def test_chance_difference_by_hand():
+    runs = {"a": [99.50, 99.40, 99.45], "b": [99.30, 99.36, 99.33], "stuck": [11.35] * 3}
+    results = {
+        name: {"summary": summarize([made_history([a] * 5, seed=i) for i, a in enumerate(v)])}
+        for name, v in runs.items()
+    }
+    std, seeds, chance = chance_difference(results)
+    expected = (
+        statistics.fmean([statistics.variance(runs["a"]), statistics.variance(runs["b"])]) ** 0.5
+    )
+    assert seeds == 3 and std == pytest.approx(expected)
+    assert chance == pytest.approx(2 * expected * (2 / 3) ** 0.5)
+
+
 def test_ablation_table_gives_the_change_against_the_recipe(tmp_path):
     recipe = summarize([made_history([99.50] * 5, seed=0), made_history([99.52] * 5, seed=1)])
     worse = summarize([made_history([99.40] * 5, seed=0), made_history([99.38] * 5, seed=1)])
@@ -133,6 +152,7 @@ def test_ablation_table_gives_the_change_against_the_recipe(tmp_path):
     }
     rows = ablation_table(results).splitlines()
     assert "+0.00" in rows[1] and "2/2" in rows[1]
-    assert "-0.12" in rows[2] and "1/2" in rows[2]
+    # pooled std 0.01414 (both variants), 2 seeds: chance reaches 2 * 0.01414 * 1 = 0.028
+    assert "-0.12" in rows[2] and "1/2" in rows[2] and " yes " in rows[2]
     with pytest.raises(UserError, match="no ablation results"):
         load_ablation(tmp_path)

@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import UserError
 from ..files import write_text
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
+from .widgets import HEADLESS_ENV
 
 SMOKE_ENV = "MNIST_SMOKE"
 SMOKE_DIR = REPO_ROOT / "smoke"
@@ -141,7 +142,7 @@ def run_chain(
     out_dir = SMOKE_DIR / "notebooks" if smoke else NOTEBOOKS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []
-    with environment(SMOKE_ENV, "1" if smoke else None):
+    with environment(SMOKE_ENV, "1" if smoke else None), environment(HEADLESS_ENV, "1"):
         for book in books:
             log(f"running {book.name}" + (" (smoke)" if smoke else ""))
             drop_injected_parameters(book)
