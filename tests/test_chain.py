@@ -58,13 +58,13 @@ def test_drop_injected_parameters(tmp_path):
 @pytest.mark.parametrize(
     ("name", "value", "problem"),
     [
-        ("EPOCHS", "abc", r"EPOCHS must be a int like its default 20, got 'abc'"),
+        ("EPOCHS", "abc", r"EPOCHS must be of type int, like its default 0, got 'abc'"),
         (
             "epochs",
             5,
             r"no notebook in this chain takes a parameter 'epochs'.*EPOCHS.*case-sensitive",
         ),
-        ("SEED", 1.5, r"SEED must be a int"),
+        ("SEED", 1.5, r"SEED must be of type int"),
     ],
 )
 def test_parameters_are_checked_before_any_notebook_runs(name, value, problem):

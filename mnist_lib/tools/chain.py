@@ -79,7 +79,7 @@ def check_parameters(books: list[Path], given: dict[str, Any]) -> None:
             continue  # 7 is a fine value for a float parameter
         if type(value) is not kind:
             raise UserError(
-                f"parameter {name} must be a {kind.__name__} like its default "
+                f"parameter {name} must be of type {kind.__name__}, like its default "
                 f"{defaults[name]!r}, got {value!r}"
             )
 

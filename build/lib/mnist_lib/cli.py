@@ -159,6 +159,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         repeats=args.repeats,
         data_dir=args.data_dir,
         log=log,
+        out=args.out,
     )
 
 
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1, help="alternating rounds (default: 1)")
     p.add_argument("--device", default="auto", help="(default: auto)")
     p.add_argument("--data-dir", type=Path)
+    p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("colab", help="write the Colab badges and set-up cells for this repository")

@@ -33,6 +33,30 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_kind() -> str:
+    """What kind of x86 CPU this is for training: native bf16 (AVX-512 BF16 or AMX) or not, and
+    whether oneDNN and ATen were limited to AVX2 (to measure what an AVX2-only CPU does)."""
+    flags = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        flags = next(
+            (line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), ""
+        )
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    kind = (
+        "AVX-512 with native bf16"
+        if "avx512_bf16" in flags.split() or "amx_bf16" in flags.split()
+        else "AVX-512"
+        if "avx512f" in flags.split()
+        else "AVX2"
+        if "avx2" in flags.split()
+        else platform.machine()
+    )
+    if isa.startswith("AVX2"):
+        kind += ", limited to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2)"
+    return kind
+
+
 def hardware(device: torch.device) -> str:
     """A short description of what ran: the GPU's name, or the CPU model and core count."""
     if device.type == "cuda":

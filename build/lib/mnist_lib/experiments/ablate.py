@@ -6,6 +6,8 @@ informs choices, so it never looks at the test set.
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -94,24 +96,46 @@ def load_ablation_runs(out: str | Path, results: dict) -> dict[str, list[History
     return {name: load_sweep(Path(out) / name)[1] for name, r in results.items() if "summary" in r}
 
 
+def chance_difference(results: dict) -> tuple[float, int, float]:
+    """How large a difference between two variants the seeds can tell from luck.
+
+    Returns the seed-to-seed standard deviation of the last-N minimum, pooled over the variants
+    that trained (a variant stuck at chance has no spread to pool), the number of seeds per
+    variant, and 2 * std * sqrt(2 / seeds): about the largest difference between two variants'
+    means that chance alone gives, 19 times in 20.
+    """
+    summaries = [
+        r["summary"]
+        for r in results.values()
+        if "summary" in r and r["summary"]["min_last"]["mean"] > 50
+    ]
+    seeds = min(s["total"] for s in summaries)
+    std = math.sqrt(statistics.fmean(s["min_last"]["std"] ** 2 for s in summaries))
+    return std, seeds, 2 * std * math.sqrt(2 / seeds)
+
+
 def ablation_table(results: dict) -> str:
     """One row per variant: params, mean ± std of the final accuracy and of the last-5 minimum,
-    the change of that mean against the untouched recipe, the worst seed and the passes."""
+    the change of that mean against the untouched recipe and whether it is larger than chance
+    (`chance_difference`), the worst seed and the passes."""
     base = results.get("recipe", {}).get("summary", {}).get("min_last", {}).get("mean")
+    chance = chance_difference(results)[2]
     lines = [
         f"{'variant':<16} | {'params':>6} | {'final acc (%)':>13} | {'last-5 min (%)':>14} | "
-        f"{'vs recipe':>9} | {'worst':>6} | passed"
+        f"{'vs recipe':>9} | {'> chance':>8} | {'worst':>6} | passed"
     ]
     for name, r in results.items():
         if "error" in r:
             lines.append(f"{name:<16} | {'':>6} | {'failed: ' + r['error'][:60]}")
             continue
         s = r["summary"]
-        delta = f"{s['min_last']['mean'] - base:+9.2f}" if base is not None else f"{'':>9}"
+        change = s["min_last"]["mean"] - base if base is not None else None
+        delta = f"{change:+9.2f}" if change is not None else f"{'':>9}"
+        beyond = "" if not change else "yes" if abs(change) > chance else "no"
         lines.append(
             f"{name:<16} | {s['params']:>6,} | {s['final']['mean']:6.2f} ± "
             f"{s['final']['std']:.2f} | {s['min_last']['mean']:7.2f} ± "
-            f"{s['min_last']['std']:.2f} | {delta} | {s['worst_min_last']:6.2f} | "
+            f"{s['min_last']['std']:.2f} | {delta} | {beyond:>8} | {s['worst_min_last']:6.2f} | "
             f"{s['passed']}/{s['total']}"
         )
     return "\n".join(lines)

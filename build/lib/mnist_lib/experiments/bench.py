@@ -27,8 +27,10 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig, recipe
 from ..data import MEAN, STD, TRAIN_SIZE, DeviceData, ensure_mnist, load_mnist
-from ..device import autocast_dtype, hardware, pick_device, precision_name
+from ..device import autocast_dtype, cpu_kind, hardware, pick_device, precision_name
 from ..ema import Ema
+from ..errors import UserError
+from ..files import write_json
 from ..model import build_model
 from ..run import make_model
 from ..speed import make_step, worker_threads
@@ -148,9 +150,12 @@ def run_bench(
     repeats: int = 1,
     data_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
+    out: str | Path | None = None,
 ) -> dict:
-    """Alternate (a) and (b) ``repeats`` times, ``epochs`` epochs each; print and return the
-    figures."""
+    """Alternate (a) and (b) ``repeats`` times, ``epochs`` epochs each; print the figures, and
+    return them (also written to ``out`` as JSON, if given)."""
+    if repeats < 1:
+        raise UserError(f"repeats must be at least 1, got {repeats}")
     dev = pick_device(device)
     cfg = recipe(model, epochs=epochs)
     raw = ensure_mnist(data_dir, log=log)
@@ -196,4 +201,35 @@ def run_bench(
         )
     ratio = results["usual"]["median"] / results["library"]["median"]
     log(f"speed-up (usual / library): {ratio:.2f}x on {dev} ({torch.__version__})")
-    return {"device": str(dev), "torch": torch.__version__, "ratio": ratio, **results}
+    report = {
+        "model": model,
+        "device": str(dev),
+        "hardware": hardware(dev),
+        "cpu_kind": cpu_kind() if dev.type == "cpu" else None,
+        "precision": precision_name(amp),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "epochs": epochs,
+        "repeats": repeats,
+        "ratio": ratio,
+        **results,
+    }
+    if out:
+        write_json(out, report)
+    return report
+
+
+def bench_table(report: dict) -> str:
+    """A saved benchmark as a markdown table: per-epoch times, median, throughput, memory."""
+    rows = [
+        "| pipeline | seconds per epoch, in the order run | median | images/s | peak memory |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name in ("usual", "library"):
+        r = report[name]
+        times = ", ".join(f"{t:.1f}" for t in r["times"])
+        rows.append(
+            f"| {name} | {times} | {r['median']:.1f} s | {r['images_per_s']:,.0f} "
+            f"| {r['peak'] / 2**20:,.0f} MiB |"
+        )
+    return "\n".join(rows)

@@ -28,6 +28,11 @@ DESIGNS: dict[str, str] = {
     "design-e": "C8 C16 p d16 d16 d16 d16",
     "design-f": "C8 C16 p d16 d16 d24 d24",
     "design-g": "C8 C16 p d16 d16 p D24 D24",
+    "design-h": "C8 C16 p d24 d24 d24 d24",
+    "design-i": "C8 C16 p d20 d20 d20 d20",
+    "design-j": "C8 C16 p D16 d16 d16 d16 d16",
+    "design-m": "C8 C16 p d16 d24 d24 d32",
+    "design-n": "C8 C16 p d20 d20 d20 d20 D20",
     "design-tiny": "C8 C12 p t8 c12 c16 t8 c16 c16",  # TinyNet's layout, as a reference
 }
 

@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import UserError
 from ..files import write_text
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
+from .widgets import HEADLESS_ENV
 
 SMOKE_ENV = "MNIST_SMOKE"
 SMOKE_DIR = REPO_ROOT / "smoke"
@@ -78,7 +79,7 @@ def check_parameters(books: list[Path], given: dict[str, Any]) -> None:
             continue  # 7 is a fine value for a float parameter
         if type(value) is not kind:
             raise UserError(
-                f"parameter {name} must be a {kind.__name__} like its default "
+                f"parameter {name} must be of type {kind.__name__}, like its default "
                 f"{defaults[name]!r}, got {value!r}"
             )
 
@@ -141,7 +142,7 @@ def run_chain(
     out_dir = SMOKE_DIR / "notebooks" if smoke else NOTEBOOKS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []
-    with environment(SMOKE_ENV, "1" if smoke else None):
+    with environment(SMOKE_ENV, "1" if smoke else None), environment(HEADLESS_ENV, "1"):
         for book in books:
             log(f"running {book.name}" + (" (smoke)" if smoke else ""))
             drop_injected_parameters(book)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..device import hardware, pick_device
 from ..errors import UserError
 from .chain import SMOKE_DIR, SMOKE_ENV
 from .paths import REPO_ROOT, resolve, shown
@@ -81,4 +83,14 @@ def notebook_settings(
         run_dir, images_dir = in_smoke_dir(run_dir), in_smoke_dir(images_dir)
     return NotebookSettings(
         MODEL, EPOCHS, SEED, LIMIT_TRAIN, LIMIT_TEST, DEVICE, run_dir, images_dir, smoke
+    )
+
+
+def timing_line(start: float, settings: NotebookSettings) -> str:
+    """How long a notebook took since ``start`` (time.perf_counter), and on what."""
+    device = pick_device(settings.device)
+    smoke = ", smoke run" if settings.smoke else ""
+    return (
+        f"this notebook took {time.perf_counter() - start:.0f} s on {hardware(device)} "
+        f"({device.type}{smoke})"
     )
