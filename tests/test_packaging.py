@@ -3,6 +3,7 @@ to pyproject.toml, and an installed copy that trains from any folder and writes 
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,22 +71,16 @@ def test_an_installed_copy_trains_from_any_folder(tmp_path):
     """`pip install .` (not editable) into a folder of its own, then `python -m mnist_lib train`
     from another folder: MNIST goes to the per-user cache, the run where --out says, and nothing
     into the installed package."""
-    target = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--target",
-            str(target),
-            str(REPO_ROOT),
-        ],
-        check=True,
-        capture_output=True,
+    source, target = tmp_path / "source", tmp_path / "site"  # the build writes into its source,
+    shutil.copytree(
+        REPO_ROOT / "mnist_lib",
+        source / "mnist_lib",  # so it gets a copy
+        ignore=shutil.ignore_patterns("__pycache__"),
     )
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target)]
+    subprocess.run([*pip, str(source)], check=True, capture_output=True)
     before = sorted(p.relative_to(target) for p in target.rglob("*"))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

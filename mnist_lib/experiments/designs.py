@@ -8,6 +8,7 @@ weights:
     tn  1x1 convolution to n channels (a transition)
     Dn  depthwise-separable 3x3 (a 3x3 per channel, then a 1x1 to n channels), padding 1
     dn  the same without padding
+    sn  depthwise-separable as dn, with BatchNorm and ReLU after the 3x3 as well (MobileNet's)
     p   2x2 max-pool
 
 and every design ends in global average pooling and one ``Linear(channels, 10)``.
@@ -33,6 +34,9 @@ DESIGNS: dict[str, str] = {
     "design-j": "C8 C16 p D16 d16 d16 d16 d16",
     "design-m": "C8 C16 p d16 d24 d24 d32",
     "design-n": "C8 C16 p d20 d20 d20 d20 D20",
+    "design-o": "C8 C16 p s24 s24 s24 s24",
+    "design-p": "C8 C16 p d24 d24 d24 d32",
+    "design-q": "C8 C12 p d24 d24 d24 d24",
     "design-tiny": "C8 C12 p t8 c12 c16 t8 c16 c16",  # TinyNet's layout, as a reference
 }
 
@@ -49,6 +53,13 @@ def spec_layer(kind: str, c_in: int, c_out: int) -> nn.Module:
     elif kind in "dD":
         convs = [
             nn.Conv2d(c_in, c_in, 3, padding=padding, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+        ]
+    elif kind in "sS":
+        convs = [
+            nn.Conv2d(c_in, c_in, 3, padding=padding, groups=c_in, bias=False),
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(),
             nn.Conv2d(c_in, c_out, 1, bias=False),
         ]
     else:
