@@ -26,7 +26,7 @@ ABLATIONS: dict[str, dict] = {
     "seed-dropout": {"dropout": 0.05},  # the seed document's Dropout2d(0.05) after every conv
     "no-batchnorm": {"model": "net-nobn"},
     "no-augmentation": {"rotate": 0.0, "shift": 0.0},
-    "constant-lr": {"schedule": "constant", "lr": 0.01},  # the seed's SGD lr 0.01, no schedule
+    "constant-lr": {"schedule": "constant", "lr": 0.01},  # no schedule: the usual tutorial rate
     "no-ema": {"ema": 0.0},  # evaluate the raw weights
     "flatten-dense": {"model": "net-flat"},  # flatten + dense in place of GAP, same budget
 }
