@@ -170,3 +170,14 @@ def test_ablation_variants_stay_in_budget():
     assert (
         count_params(build_model("net-flat")) == 13_154 - (4_608 + 64) - 330 + (1_440 + 20) + 3_610
     )
+
+
+def test_a_design_spec_counts_like_by_hand():
+    # design-h: C8 C16 p d24 d24 d24 d24; a separable block is a 3x3 per input channel, a 1x1 to
+    # the output channels and a BatchNorm: 9 c_in + c_in c_out + 2 c_out
+    by_hand = (
+        3 * 3 * 1 * 8 + 2 * 8 + 3 * 3 * 8 * 16 + 2 * 16
+        + (9 * 16 + 16 * 24 + 2 * 24) + 3 * (9 * 24 + 24 * 24 + 2 * 24)
+        + 24 * 10 + 10
+    )  # fmt: skip
+    assert count_params(build_model("design-h")) == by_hand == 4_618

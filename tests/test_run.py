@@ -45,19 +45,8 @@ def interrupt_at_epoch(n: int):
 
 def test_force_with_a_bad_limit_keeps_the_finished_run(finished):
     before = snapshot(finished)
-    result = run_cli(
-        "train",
-        "--epochs",
-        "2",
-        "--limit-train",
-        "70000",
-        "--force",
-        "--out",
-        finished,
-        "--device",
-        "cpu",
-        "--no-progress",
-    )
+    args = "train --epochs 2 --limit-train 70000 --force --device cpu --no-progress".split()
+    result = run_cli(*args, "--out", finished)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "limits must be at most" in result.stderr
     assert snapshot(finished) == before and not (finished / ".next").exists()
@@ -174,22 +163,8 @@ def test_a_nan_score_stops_the_run_and_is_never_written(tmp_path, mnist, monkeyp
 
 def test_the_issues_nan_command_exits_2_and_leaves_strict_json(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli(
-        "train",
-        "--epochs",
-        "2",
-        "--limit-train",
-        "512",
-        "--limit-test",
-        "256",
-        "--lr",
-        "1e6",
-        "--out",
-        run_dir,
-        "--device",
-        "cpu",
-        "--no-progress",
-    )
+    args = "train --epochs 2 --limit-train 512 --limit-test 256 --lr 1e6 --device cpu --no-progress"
+    result = run_cli(*args.split(), "--out", run_dir)
     assert result.returncode == 2 and "NaN" in result.stderr, result.stderr
     if (run_dir / "history.json").exists():
         read_json(run_dir / "history.json")  # strict: NaN would be refused

@@ -156,3 +156,18 @@ def test_ablation_table_gives_the_change_against_the_recipe(tmp_path):
     assert "-0.12" in rows[2] and "1/2" in rows[2] and " yes " in rows[2]
     with pytest.raises(UserError, match="no ablation results"):
         load_ablation(tmp_path)
+
+
+def test_design_table_ranks_by_validation_and_names_the_recipe_changes(tmp_path, mnist):
+    from mnist_lib.experiments.designs import design_table, search_recipe
+
+    for name, changes in (("design-e", {}), ("design-e-lr", {"lr": 0.05})):
+        cfg = replace(search_recipe("design-e"), epochs=1, limit_train=512, **changes)
+        run_seeds(cfg, [0], tmp_path / name, device="cpu", progress=False, log=silent, data=mnist)
+    rows = design_table(tmp_path).splitlines()[2:]
+    assert len(rows) == 2 and all("`C8 C16 p d16 d16 d16 d16` | 3,170 |" in r for r in rows)
+    changes = {r.split("|")[1].strip(): r.split("|")[4].strip() for r in rows}
+    assert changes == {
+        "`design-e`": "epochs 1, limit_train 512",
+        "`design-e-lr`": "epochs 1, limit_train 512, lr 0.05",
+    }

@@ -16,6 +16,8 @@ and every design ends in global average pooling and one ``Linear(channels, 10)``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +39,9 @@ DESIGNS: dict[str, str] = {
     "design-o": "C8 C16 p s24 s24 s24 s24",
     "design-p": "C8 C16 p d24 d24 d24 d32",
     "design-q": "C8 C12 p d24 d24 d24 d24",
+    "design-r": "C8 D16 p d28 d28 d28 d28",
+    "design-s": "C8 D24 p d28 d28 d28 d28",
+    "design-t": "C8 D16 p D24 d24 d24 d24 d24",
     "design-tiny": "C8 C12 p t8 c12 c16 t8 c16 c16",  # TinyNet's layout, as a reference
 }
 
@@ -86,3 +91,47 @@ class SpecNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.gap(self.features(x)).flatten(1)  # (B, channels)
         return F.log_softmax(self.dense(x), dim=1)
+
+
+def search_recipe(model: str):
+    """The recipe every candidate was trained with, on the validation split: TinyNet's."""
+    from dataclasses import replace
+
+    from ..config import RECIPES
+    from ..data import VAL_SIZE
+
+    return replace(RECIPES["tiny"], model=model, val=VAL_SIZE).validate()
+
+
+def design_table(folder: str | Path) -> str:
+    """A markdown table of the search in ``folder`` (one sweep folder per candidate): the layer
+    spec, the parameters, what the run changed in the search recipe, and the validation numbers,
+    best first."""
+    from ..config import changed_fields
+    from .sweep import load_summary
+
+    rows = []
+    for summary_file in sorted(Path(folder).glob("*/summary.json")):
+        s = load_summary(summary_file.parent)
+        config = {**s["config"], "seed": 0}
+        changes = [
+            f"{k} {config[k]}"
+            for k in changed_fields(config, search_recipe(s["model"]))
+            if k != "seed"
+        ]
+        low = s["min_last"]
+        rows.append(
+            (
+                low["mean"],
+                f"| `{summary_file.parent.name}` | `{DESIGNS[s['model']]}` "
+                f"| {s['params']:,} | {', '.join(changes) or '-'} | {s['total']} "
+                f"| {low['mean']:.2f} ± {low['std']:.2f} % | {s['worst_min_last']:.2f} % "
+                f"| {s['final']['mean']:.2f} % |",
+            )
+        )
+    header = [
+        "| run | layers | params | recipe change | seeds | val last-5 min | worst seed "
+        "| val final |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
+    ]
+    return "\n".join(header + [row for _, row in sorted(rows, reverse=True)])

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import TrainConfig, changed_fields, command_line
+from ..data import Mnist
 from ..errors import UserError
 from ..files import read_json, write_json
 from ..run import History, RunFolder, fit
@@ -79,9 +80,11 @@ def run_seeds(
     log: Callable[[str], None] = print,
     max_epochs: int = MAX_EPOCHS,
     force: bool = False,
+    data: Mnist | None = None,
 ) -> dict:
     """Train every seed that has no finished run in ``out`` (resuming interrupted ones), or every
-    seed with ``force``; then summarise all of them into summary.json."""
+    seed with ``force``; then summarise all of them into summary.json. ``data``: MNIST already
+    loaded, else it is loaded from ``data_dir``."""
     check_seeds(seeds)
     todo = seeds if force else unfinished_seeds(cfg, seeds, out)
     for seed in seeds:
@@ -98,6 +101,7 @@ def run_seeds(
             force=force,
             progress=progress,
             log=log,
+            data=data,
         )
     return summarize_folder(out, seeds, max_epochs)
 
