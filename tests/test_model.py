@@ -1,4 +1,4 @@
-"""The networks: parameter budget counted by hand and by torchsummary, the seed's layer shapes."""
+"""The networks: parameter budget counted by hand and by torchsummary, the original layer shapes."""
 
 import re
 
@@ -33,8 +33,8 @@ NET_PARAMS_BY_HAND = (
     + 10  # dense
 )
 
-# The seed document's layers, in order: (c_out, c_in, k, k) with the padding, then BatchNorm's c.
-SEED_CONVS = [
+# The original document's layers in order: (c_out, c_in, k, k) and padding; then BatchNorm's c.
+ORIGINAL_CONVS = [
     ((8, 1, 3, 3), 1),
     ((24, 8, 3, 3), 1),
     ((8, 24, 1, 1), 0),
@@ -44,11 +44,11 @@ SEED_CONVS = [
     ((16, 8, 3, 3), 0),
     ((32, 16, 3, 3), 0),
 ]
-SEED_BATCHNORMS = [8, 24, 8, 16, 24, 8, 16, 32]
+ORIGINAL_BATCHNORMS = [8, 24, 8, 16, 24, 8, 16, 32]
 
 
-class SeedNet(nn.Module):
-    """The seed document's network, transcribed verbatim (minus the commented-out layers)."""
+class OriginalNet(nn.Module):
+    """The original document's network, transcribed verbatim (minus the commented-out layers)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,20 +93,20 @@ def test_net_params_by_torchsummary(capsys):
 def test_net_layers_are_the_seeds():
     net = Net()
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-    assert [(tuple(c.weight.shape), c.padding[0]) for c in convs] == SEED_CONVS
+    assert [(tuple(c.weight.shape), c.padding[0]) for c in convs] == ORIGINAL_CONVS
     assert all(c.bias is None for c in convs)
     assert [
         m.num_features for m in net.modules() if isinstance(m, nn.BatchNorm2d)
-    ] == SEED_BATCHNORMS
+    ] == ORIGINAL_BATCHNORMS
     assert tuple(net.dense.weight.shape) == (10, 32) and tuple(net.dense.bias.shape) == (10,)
 
 
 def test_net_computes_what_the_seed_computes():
-    """Given the seed network's weights, in order, Net gives the same outputs (eval mode)."""
+    """Given the original network's weights, in order, Net gives the same outputs (eval mode)."""
     torch.manual_seed(0)
-    seed_net = SeedNet()
+    original = OriginalNet()
     with torch.no_grad():  # BatchNorm away from the identity, so that it counts
-        for m in seed_net.modules():
+        for m in original.modules():
             if isinstance(m, nn.BatchNorm2d):
                 (
                     m.weight.uniform_(0.5, 1.5),
@@ -115,9 +115,9 @@ def test_net_computes_what_the_seed_computes():
                     m.running_var.uniform_(0.5, 2),
                 )
     net = Net()
-    net.load_state_dict(dict(zip(net.state_dict(), seed_net.state_dict().values(), strict=True)))
+    net.load_state_dict(dict(zip(net.state_dict(), original.state_dict().values(), strict=True)))
     x = torch.randn(8, 1, 28, 28)
-    torch.testing.assert_close(net.eval()(x), seed_net.eval()(x))
+    torch.testing.assert_close(net.eval()(x), original.eval()(x))
 
 
 @pytest.mark.parametrize("model", [Net(), TinyNet()], ids=["net", "tiny"])
@@ -181,3 +181,17 @@ def test_a_design_spec_counts_like_by_hand():
         + 24 * 10 + 10
     )  # fmt: skip
     assert count_params(build_model("design-h")) == by_hand == 4_618
+
+
+def test_micronet_is_the_design_the_search_chose():
+    """MicroNet written out is the search's design-h: the same layers, the same initial weights
+    for a seed, the same outputs."""
+    torch.manual_seed(3)
+    micro = build_model("micro", dropout=0.0)
+    torch.manual_seed(3)
+    design = build_model("design-h", dropout=0.0)
+    assert count_params(micro) == count_params(design) == 4_618
+    for a, b in zip(micro.state_dict().values(), design.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(micro.eval()(x), design.eval()(x))

@@ -148,7 +148,7 @@ def test_ablation_table_gives_the_change_against_the_recipe(tmp_path):
     worse = summarize([made_history([99.40] * 5, seed=0), made_history([99.38] * 5, seed=1)])
     results = {
         "recipe": {"changes": {}, "summary": recipe},
-        "seed-dropout": {"changes": {"dropout": 0.05}, "summary": worse},
+        "original-dropout": {"changes": {"dropout": 0.05}, "summary": worse},
     }
     rows = ablation_table(results).splitlines()
     assert "+0.00" in rows[1] and "2/2" in rows[1]

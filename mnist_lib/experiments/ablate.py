@@ -23,7 +23,7 @@ ABLATION = "ablation.json"  # in the ablation folder, beside one folder per vari
 # What each variant changes in the `net` recipe; "recipe" is the untouched baseline.
 ABLATIONS: dict[str, dict] = {
     "recipe": {},
-    "seed-dropout": {"dropout": 0.05},  # the seed document's Dropout2d(0.05) after every conv
+    "original-dropout": {"dropout": 0.05},  # the original Dropout2d(0.05) after every conv
     "no-batchnorm": {"model": "net-nobn"},
     "no-augmentation": {"rotate": 0.0, "shift": 0.0},
     "constant-lr": {"schedule": "constant", "lr": 0.01},  # no schedule: the usual tutorial rate

@@ -90,7 +90,7 @@ def usual_epochs(cfg: TrainConfig, device: torch.device, data_dir: Path) -> list
     cuda = device.type == "cuda"
     loader_args = (
         {"num_workers": 2, "pin_memory": True} if cuda else {}
-    )  # as the seed's tutorials do
+    )  # as the usual tutorials do
     if cuda:  # free the other way's CUDA graphs now: a forked worker that frees them itself crashes
         gc.collect()
     train_set = datasets.MNIST(str(data_dir), train=True, transform=train_tf)
