@@ -360,13 +360,12 @@ def train_run(
         torch=torch.__version__,
         hardware=hardware(dev),
     )
+    state = {"model": model, "ema": ema, "optimizer": optimizer, "scheduler": scheduler}
     if resume and folder.checkpoint.exists():
         ckpt = load_checkpoint(folder.checkpoint, cfg)
-        model.load_state_dict(ckpt["model"])
-        if ema is not None:
-            ema.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        for name, obj in state.items():
+            if obj is not None:
+                obj.load_state_dict(ckpt[name])
         set_rng_state(generator, ckpt["rng"])
         history.epochs = [Epoch(**row) for row in ckpt["history"]["epochs"]]
         log(f"resuming {folder.path} after epoch {len(history.epochs)}")
@@ -408,27 +407,25 @@ def train_run(
             )
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        row = Epoch(epoch, **stats, lr=scheduler.get_last_lr()[0], seconds=time.perf_counter() - t0)
-        setattr(row, f"{dd.split}_loss", loss)
-        setattr(row, f"{dd.split}_acc", acc)
+        scores = {f"{dd.split}_loss": loss, f"{dd.split}_acc": acc}
+        row = Epoch(
+            epoch,
+            **stats,
+            **scores,
+            lr=scheduler.get_last_lr()[0],
+            seconds=time.perf_counter() - t0,
+        )
         history.epochs.append(row)
         log(
             f"epoch {epoch:2d}/{cfg.epochs} | train loss {row.train_loss:.4f} "
             f"acc {row.train_acc:6.2f}% | {dd.split} loss {loss:.4f} acc {acc:6.2f}% "
             f"| lr {row.lr:.4f} | {row.seconds:5.1f}s"
         )
-        save_torch(
-            folder.checkpoint,
-            {
-                "config": asdict(cfg),
-                "model": model.state_dict(),
-                "ema": ema.state_dict() if ema else None,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng_state(generator),
-                "history": {"epochs": [e.to_json() for e in history.epochs]},
-            },
-        )
+        save_torch(folder.checkpoint, {
+            "config": asdict(cfg), "rng": rng_state(generator),
+            "history": {"epochs": [e.to_json() for e in history.epochs]},
+            **{name: obj.state_dict() if obj is not None else None for name, obj in state.items()},
+        })  # fmt: skip
         if history.finished:
             save_torch(
                 folder.model,
@@ -439,7 +436,8 @@ def train_run(
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:
-    """The model saved in a run's model.pt, in eval mode."""
+    """The model saved in a run's model.pt (``path``: the file, or its run folder), in eval mode."""
+    path = RunFolder(Path(path)).model if Path(path).is_dir() else path
     saved = load_torch(path, fix="retrain it, e.g. with --force")
     config = saved_config(saved["config"])
     model = build_model(saved["model"], config["dropout"])

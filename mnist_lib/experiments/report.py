@@ -8,8 +8,8 @@ from pathlib import Path
 from ..tools.paths import RESULTS_DIR
 from .sweep import load_summary
 
-# The CPU sweeps of both models, and the reference recipe's sweep on a GPU.
-SWEEPS = (RESULTS_DIR / "sweep-net", RESULTS_DIR / "sweep-net-gpu", RESULTS_DIR / "sweep-tiny")
+# The CPU sweeps of the three models, and the reference recipe's sweep on a GPU.
+SWEEPS = tuple(RESULTS_DIR / f"sweep-{name}" for name in ("net", "net-gpu", "tiny", "micro"))
 
 
 def results_table(sweeps: Sequence[Path] = SWEEPS) -> str:
