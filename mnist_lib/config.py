@@ -37,6 +37,7 @@ class TrainConfig:
         "onecycle", "learning rate: warm up 25 %, then cosine down; or constant", SCHEDULES
     )
     dropout: float = option(0.0, "Dropout2d rate after every convolution")
+    label_smoothing: float = option(0.0, "share of the target moved from the true class to all")
     rotate: float = option(7.0, "largest random rotation, in degrees")
     shift: float = option(1.5, "largest random shift, in pixels")
     ema: float = option(0.999, "per-step decay of the weight average that is evaluated; 0 = off")
@@ -90,6 +91,10 @@ class TrainConfig:
         need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         need(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
         need(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        need(
+            0 <= self.label_smoothing < 1,
+            f"label smoothing must be in [0, 1), got {self.label_smoothing}",
+        )
         need(self.rotate >= 0, f"rotate must be >= 0, got {self.rotate}")
         need(self.shift >= 0, f"shift must be >= 0, got {self.shift}")
         need(0 <= self.ema < 1, f"ema decay must be in [0, 1), got {self.ema}")

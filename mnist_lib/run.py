@@ -370,7 +370,8 @@ def train_run(
         history.epochs = [Epoch(**row) for row in ckpt["history"]["epochs"]]
         log(f"resuming {folder.path} after epoch {len(history.epochs)}")
     eval_model = ema.module if ema is not None else model
-    step = make_step(model, min(cfg.shards, cfg.batch_size, len(dd.train_y)), amp)
+    shards = min(cfg.shards, cfg.batch_size, len(dd.train_y))
+    step = make_step(model, shards, amp, cfg.label_smoothing)
 
     log(
         f"training {cfg.model} ({history.params:,} params) on {dev} ({history.precision}), "

@@ -53,6 +53,14 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return max(1, n_train // min(batch_size, n_train))
 
 
+def training_loss(log_probs: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """The batch's mean negative log-probability of the true classes; with label ``smoothing``
+    the target is 1 - smoothing on the true class plus smoothing / 10 on every class."""
+    if smoothing:  # cross_entropy's log_softmax leaves log-probabilities as they are
+        return F.cross_entropy(log_probs, y, label_smoothing=smoothing)
+    return F.nll_loss(log_probs, y)
+
+
 class PlainStep:
     """One training step's gradient: augment the batch, forward, loss, backward.
 
@@ -61,8 +69,8 @@ class PlainStep:
     both as tensors (reading them would wait for the device).
     """
 
-    def __init__(self, model: nn.Module, amp: torch.dtype | None) -> None:
-        self.model, self.amp = model, amp
+    def __init__(self, model: nn.Module, amp: torch.dtype | None, smoothing: float = 0.0) -> None:
+        self.model, self.amp, self.smoothing = model, amp, smoothing
 
     def __enter__(self) -> PlainStep:
         return self
@@ -78,7 +86,7 @@ class PlainStep:
         self.model.zero_grad(set_to_none=True)
         with autocast(x.device, self.amp):
             log_probs = self.model(x)  # (B, 10)
-        loss = F.nll_loss(log_probs.float(), y)
+        loss = training_loss(log_probs.float(), y, self.smoothing)
         loss.backward()
         return loss.detach(), (log_probs.argmax(1) == y).sum()
 

@@ -22,7 +22,7 @@ from mnist_lib import (
 )
 from mnist_lib.augment import affine
 from mnist_lib.files import read_json
-from mnist_lib.train import make_scheduler
+from mnist_lib.train import make_scheduler, training_loss
 
 pytestmark = pytest.mark.training  # run again in fp32 by `make test`
 
@@ -239,3 +239,14 @@ def test_one_epoch_on_the_gpu(tmp_path, mnist):
     history = fit(cfg, tmp_path / "run", device="cuda", progress=False, log=silent, data=mnist)
     assert history.device.startswith("cuda")
     assert history.epochs[-1].test_acc > 95
+
+
+def test_label_smoothing_is_cross_entropy_with_smoothed_targets():
+    torch.manual_seed(0)
+    log_probs = torch.log_softmax(torch.randn(8, 10), dim=1)
+    y = torch.randint(0, 10, (8,))
+    assert torch.equal(training_loss(log_probs, y), torch.nn.functional.nll_loss(log_probs, y))
+    targets = torch.full((8, 10), 0.1 / 10)
+    targets[torch.arange(8), y] += 0.9
+    by_hand = -(targets * log_probs).sum(1).mean()
+    torch.testing.assert_close(training_loss(log_probs, y, 0.1), by_hand)

@@ -131,7 +131,7 @@ def library_epochs(cfg: TrainConfig, device: torch.device, data: DeviceData) -> 
     amp = autocast_dtype(device, cfg.precision)
     model, optimizer, scheduler, ema = setup(cfg, device, library=True)
     generator = torch.Generator().manual_seed(cfg.seed)
-    step = make_step(model, cfg.shards, amp)
+    step = make_step(model, cfg.shards, amp, cfg.label_smoothing)
     times = []
     for _ in range(cfg.epochs):
         t0 = time.perf_counter()

@@ -14,12 +14,14 @@ from ..train import PlainStep
 from .shards import ShardedStep, worker_threads
 
 
-def make_step(model: nn.Module, shards: int, amp: torch.dtype | None) -> PlainStep | ShardedStep:
+def make_step(
+    model: nn.Module, shards: int, amp: torch.dtype | None, smoothing: float = 0.0
+) -> PlainStep | ShardedStep:
     """The step for ``model``: sharded on a GPU (for its CUDA graphs) or when there are shards."""
     device = next(model.parameters()).device
     if shards == 1 and device.type != "cuda":
-        return PlainStep(model, amp)
-    return ShardedStep(model, shards, amp)
+        return PlainStep(model, amp, smoothing)
+    return ShardedStep(model, shards, amp, smoothing)
 
 
 __all__ = ["ShardedStep", "make_step", "worker_threads"]

@@ -16,11 +16,11 @@ import copy
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..augment import affine
 from ..device import autocast
+from ..train import training_loss
 
 
 def forward_backward(
@@ -32,6 +32,7 @@ def forward_backward(
     thetas: torch.Tensor | None,
     share: float,
     amp: torch.dtype | None,
+    smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Copy the current ``weights`` into ``replica``'s parameters, augment its shard by ``thetas``
     (if given), backpropagate ``share`` x its mean loss, and return that weighted loss and the
@@ -43,7 +44,7 @@ def forward_backward(
         x = affine(x, thetas)
     with autocast(x.device, amp):
         log_probs = replica(x)  # (b, 10)
-    loss = F.nll_loss(log_probs.float(), y) * share
+    loss = training_loss(log_probs.float(), y, smoothing) * share
     loss.backward()
     return loss.detach(), (log_probs.argmax(1) == y).sum()
 
@@ -69,8 +70,10 @@ class ShardedStep:
     graph at the first step and replayed at every later one: a few launches instead of hundreds.
     """
 
-    def __init__(self, model: nn.Module, shards: int, amp: torch.dtype | None) -> None:
-        self.model, self.amp = model, amp
+    def __init__(
+        self, model: nn.Module, shards: int, amp: torch.dtype | None, smoothing: float = 0.0
+    ) -> None:
+        self.model, self.amp, self.smoothing = model, amp, smoothing
         self.replicas = [copy.deepcopy(model) for _ in range(shards)]
         # The tensors, found once: walking the modules every step costs more than some of the work.
         self.weights = list(model.parameters())
@@ -114,7 +117,7 @@ class ShardedStep:
         shards = zip(self.replicas, self.replica_params, xs, ys, ts, strict=True)
         # Every replica takes self.weights: the model's weights as the optimizer left them.
         jobs = [
-            (r, params, self.weights, xi, yi, ti, len(yi) / len(y), self.amp)
+            (r, params, self.weights, xi, yi, ti, len(yi) / len(y), self.amp, self.smoothing)
             for r, params, xi, yi, ti in shards
         ]
         # Worker i runs shards i, i + workers, ...; outside a `with` block all run in this thread.
