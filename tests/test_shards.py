@@ -153,3 +153,14 @@ def test_outside_a_with_block_every_shard_still_runs(batch):
         torch.set_num_threads(saved)
     for a, b in zip(grads(model), grads(whole), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_shards_use_the_smoothed_loss_too(batch):
+    x, y = batch
+    whole = linear_model()
+    F.cross_entropy(whole(x), y, label_smoothing=0.1).backward()
+    model = linear_model()
+    with ShardedStep(model, 2, amp=None, smoothing=0.1) as step:
+        step(x, y)
+    for a, b in zip(grads(model), grads(whole), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
