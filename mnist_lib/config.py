@@ -40,7 +40,11 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "share of the target moved from the true class to all")
     rotate: float = option(7.0, "largest random rotation, in degrees")
     shift: float = option(1.5, "largest random shift, in pixels")
-    ema: float = option(0.999, "per-step decay of the weight average that is evaluated; 0 = off")
+    ema: float = option(
+        0.999,
+        "cap on the per-step decay of the evaluated weight average (it ramps up as "
+        "(1 + n) / (10 + n) after n steps); 0 = no average",
+    )
     seed: int = option(1, "initial weights, batch order and augmentation draws")
     limit_train: int = option(0, "train on the first N training images only; 0 = all")
     limit_test: int = option(0, "test on the first N test images only; 0 = all")
