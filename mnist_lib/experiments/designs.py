@@ -9,7 +9,6 @@ weights:
     Dn  depthwise-separable 3x3 (a 3x3 per channel, then a 1x1 to n channels), padding 1
     dn  the same without padding
     sn  depthwise-separable as dn, with BatchNorm and ReLU after the 3x3 as well (MobileNet's)
-    Rn  Dn with a shortcut: its input is added to its output before the ReLU (a residual block)
     p   2x2 max-pool
 
 and every design ends in global average pooling and one ``Linear(channels, 10)``.
@@ -44,8 +43,6 @@ DESIGNS: dict[str, str] = {
     "design-s": "C8 D24 p d28 d28 d28 d28",
     "design-t": "C8 D16 p D24 d24 d24 d24 d24",
     "design-u": "C8 C16 p d25 d25 d25 d25",
-    "design-v": "C8 C16 p D24 D24 D24 D24",
-    "design-w": "C8 C16 p D24 R24 R24 R24",
     "design-tiny": "C8 C12 p t8 c12 c16 t8 c16 c16",  # TinyNet's layout, as a reference
 }
 
@@ -64,8 +61,6 @@ def spec_layer(kind: str, c_in: int, c_out: int) -> nn.Module:
             nn.Conv2d(c_in, c_in, 3, padding=padding, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
         ]
-    elif kind == "R":
-        return Residual(spec_layer("D", c_in, c_out))
     elif kind in "sS":
         convs = [
             nn.Conv2d(c_in, c_in, 3, padding=padding, groups=c_in, bias=False),
@@ -76,17 +71,6 @@ def spec_layer(kind: str, c_in: int, c_out: int) -> nn.Module:
     else:
         raise ValueError(f"unknown layer {kind!r} in a design spec")
     return nn.Sequential(*convs, nn.BatchNorm2d(c_out), nn.ReLU())
-
-
-class Residual(nn.Module):
-    """``block`` (conv ... BatchNorm, ReLU) with its input added before the final ReLU."""
-
-    def __init__(self, block: nn.Sequential) -> None:
-        super().__init__()
-        self.body, self.relu = block[:-1], block[-1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(x + self.body(x))
 
 
 class SpecNet(nn.Module):
