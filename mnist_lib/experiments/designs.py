@@ -43,6 +43,7 @@ DESIGNS: dict[str, str] = {
     "design-s": "C8 D24 p d28 d28 d28 d28",
     "design-t": "C8 D16 p D24 d24 d24 d24 d24",
     "design-u": "C8 C16 p d25 d25 d25 d25",
+    "design-v": "C8 C16 p D24 D24 D24 D24",
     "design-tiny": "C8 C12 p t8 c12 c16 t8 c16 c16",  # TinyNet's layout, as a reference
 }
 
