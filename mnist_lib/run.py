@@ -120,6 +120,9 @@ class RunFolder:
     STAGING = ".next"  # a --force run trains here and replaces the old one only when finished
     LOCK = ".lock"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # a str is fine too
+
     @property
     def history(self) -> Path:
         return self.path / self.HISTORY

@@ -288,3 +288,7 @@ def test_ctrl_c_says_what_can_be_continued(monkeypatch, capsys, argv, expected):
         assert expected in err
     else:
         assert err == "interrupted\n"
+
+
+def test_a_run_folder_may_be_named_by_a_string(tmp_path):
+    assert RunFolder(str(tmp_path)).history == tmp_path / "history.json"
