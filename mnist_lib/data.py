@@ -9,11 +9,13 @@ Every path ends in the same four MD5s, so the data is the official MNIST whichev
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import importlib.util
 import pickle
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +138,7 @@ def download_with_torchvision(data_dir: Path) -> None:
         ) from None
 
 
-def ensure_mnist(data_dir: str | Path | None = None, log=print) -> Path:
+def ensure_mnist(data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
     """Make sure the four verified IDX files are in ``<data_dir>/MNIST/raw``; return that folder."""
     data_dir = Path(data_dir or default_data_dir())
     raw = raw_dir(data_dir)
@@ -163,28 +165,42 @@ def ensure_mnist(data_dir: str | Path | None = None, log=print) -> Path:
                 "trying torchvision's download"
             )
             download_with_torchvision(data_dir)
-    for name, expected in IDX_MD5.items():
-        path = raw / name
-        if not path.is_file():
-            raise UserError(f"{path} is missing: {FIX}")
-        if md5(path) != expected:
-            raise UserError(f"{path} is corrupt (MD5 {md5(path)}, expected {expected}): {FIX}")
+    with readable():
+        for name, expected in IDX_MD5.items():
+            path = raw / name
+            if not path.is_file():
+                raise UserError(f"{path} is missing: {FIX}")
+            if (found := md5(path)) != expected:
+                raise UserError(f"{path} is corrupt (MD5 {found}, expected {expected}): {FIX}")
     return raw
 
 
-def load_mnist(data_dir: str | Path | None = None, log=print) -> Mnist:
+@contextlib.contextmanager
+def readable() -> Iterator[None]:
+    """Turn an error reading a data file into one line that names the file."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(
+            f"cannot read {exc.filename} ({exc.strerror or exc}): check its permissions, or "
+            "choose another --data-dir"
+        ) from None
+
+
+def load_mnist(data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Mnist:
     """The verified MNIST as uint8 tensors."""
     raw = ensure_mnist(data_dir, log=log)
 
     def load(name: str) -> torch.Tensor:
         return torch.from_numpy(read_idx(raw / name).copy())
 
-    return Mnist(
-        train_images=load("train-images-idx3-ubyte"),
-        train_labels=load("train-labels-idx1-ubyte").long(),
-        test_images=load("t10k-images-idx3-ubyte"),
-        test_labels=load("t10k-labels-idx1-ubyte").long(),
-    )
+    with readable():
+        return Mnist(
+            train_images=load("train-images-idx3-ubyte"),
+            train_labels=load("train-labels-idx1-ubyte").long(),
+            test_images=load("t10k-images-idx3-ubyte"),
+            test_labels=load("t10k-labels-idx1-ubyte").long(),
+        )
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:

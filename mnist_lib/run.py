@@ -227,10 +227,18 @@ def claimed(folder: RunFolder, log: Callable[[str], None]) -> Iterator[None]:
                 folder.replace_with(staged)
             yield
     except OSError as exc:
+        if exc.filename and not inside(Path(exc.filename), folder.path):
+            raise  # another file's error (the data's, say) is not the run folder's
         raise UserError(
             f"cannot write to the run directory {folder.path} ({exc.strerror or exc}): "
             "choose another --out"
         ) from None
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies within it."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 @contextlib.contextmanager
@@ -430,19 +438,32 @@ def train_run(
             "history": {"epochs": [e.to_json() for e in history.epochs]},
             **{name: obj.state_dict() if obj is not None else None for name, obj in state.items()},
         })  # fmt: skip
-        if history.finished:
-            save_torch(
-                folder.model,
-                {"model": cfg.model, "config": asdict(cfg), "state_dict": eval_model.state_dict()},
-            )
-        write_json(folder.history, history.to_json())
+        if not history.finished:
+            write_json(folder.history, history.to_json())
+    # After the last epoch, and also when resuming a run killed after its last checkpoint: the
+    # model, then the history that marks the run finished.
+    save_torch(
+        folder.model,
+        {"model": cfg.model, "config": asdict(cfg), "state_dict": eval_model.state_dict()},
+    )
+    write_json(folder.history, history.to_json())
     return history
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:
     """The model saved in a run's model.pt (``path``: the file, or its run folder), in eval mode."""
-    path = RunFolder(Path(path)).model if Path(path).is_dir() else path
+    path = RunFolder(Path(path)).model if Path(path).is_dir() else Path(path)
     saved = load_torch(path, fix="retrain it, e.g. with --force")
+    if not (
+        isinstance(saved, dict)
+        and isinstance(saved.get("model"), str)
+        and isinstance(saved.get("config"), dict)
+        and "state_dict" in saved
+    ):
+        raise UserError(
+            f"{path} is not a trained model (a run's {RunFolder.MODEL}): give that file or its "
+            "run folder"
+        )
     config = saved_config(saved["config"])
     model = build_model(saved["model"], config["dropout"])
     model.load_state_dict(saved["state_dict"])

@@ -9,8 +9,9 @@ from urllib.error import HTTPError, URLError
 import numpy as np
 import pytest
 import torch
+from helpers import silent, small_config
 
-from mnist_lib import MEAN, STD, UserError, cli, ensure_mnist, normalize, pixel_stats
+from mnist_lib import MEAN, STD, UserError, cli, ensure_mnist, fit, normalize, pixel_stats
 from mnist_lib import data as data_module
 
 # The published MD5s of the uncompressed IDX files (as torchvision and LeCun's site give them).
@@ -122,6 +123,24 @@ def test_a_folder_where_a_file_should_be_is_named(raw_copy):
     path.mkdir()
     with pytest.raises(UserError, match=rf"{path} is a folder, not the IDX file: remove it"):
         ensure_mnist(raw_copy.parent.parent, log=print)
+
+
+def test_an_unreadable_data_file_is_named_and_not_blamed_on_the_run_folder(
+    raw_copy, tmp_path, monkeypatch
+):
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(data_module, "md5", refused)  # root reads any file: simulate the refusal
+    with pytest.raises(UserError, match=rf"cannot read {raw_copy}/\S+ \(Permission denied\)"):
+        fit(
+            small_config(),
+            tmp_path / "run",
+            device="cpu",
+            data_dir=raw_copy.parent.parent,
+            progress=False,
+            log=silent,
+        )
 
 
 def test_unwritable_data_dir(tmp_path):

@@ -292,3 +292,28 @@ def test_ctrl_c_says_what_can_be_continued(monkeypatch, capsys, argv, expected):
 
 def test_a_run_folder_may_be_named_by_a_string(tmp_path):
     assert RunFolder(str(tmp_path)).history == tmp_path / "history.json"
+
+
+def test_a_run_killed_after_its_last_checkpoint_is_finished_by_resume(finished, mnist):
+    weights = load_trained(finished).state_dict()
+    epochs = RunFolder(finished).read_history().epochs
+    (finished / "model.pt").unlink()  # killed after the last checkpoint, before model.pt
+    (finished / "history.json").unlink()
+    history = fit(
+        small_config(ema=0.999),
+        finished,
+        device="cpu",
+        resume=True,
+        progress=False,
+        log=silent,
+        data=mnist,
+    )
+    assert RunFolder(finished).is_finished()
+    assert RunFolder(finished).read_history().epochs == epochs == history.epochs
+    reloaded = load_trained(finished).state_dict()
+    assert all(torch.equal(weights[k], reloaded[k]) for k in weights)
+
+
+def test_a_checkpoint_is_not_taken_for_a_trained_model(finished):
+    with pytest.raises(UserError, match=r"checkpoint.pt is not a trained model .*model.pt"):
+        load_trained(finished / "checkpoint.pt")
