@@ -1,19 +1,21 @@
 """Seed sweeps: the summary's arithmetic on hand-made histories; finished seeds reused only when
 they were made with the same settings; commands for any scheduler."""
 
+import math
 import shlex
-import statistics
 from dataclasses import replace
 
 import pytest
 from helpers import made_history, run_cli, silent, small_config
 
 from mnist_lib import UserError, fit
+from mnist_lib.experiments import ablate as ablate_module
 from mnist_lib.experiments.ablate import (
     ablation_commands,
     ablation_table,
     chance_difference,
     load_ablation,
+    run_ablation,
 )
 from mnist_lib.experiments.sweep import (
     run_seeds,
@@ -41,7 +43,6 @@ def test_summarize_by_hand():
     # min_last: deviations from 99.38 are +0.02, -0.08, +0.06; sample variance 0.0104 / 2
     assert s["min_last"]["mean"] == pytest.approx(99.38)
     assert s["min_last"]["std"] == pytest.approx(0.0052**0.5)
-    assert s["min_last"]["std"] == pytest.approx(statistics.stdev([99.40, 99.30, 99.44]))
     assert (s["worst_min_last"], s["passed"], s["total"]) == (99.30, 2, 3)
     assert s["seconds_per_run"] == pytest.approx(15 * 1.5) and s["epochs"] == 15
     assert "seed" not in s["config"] and s["split"] == "test"
@@ -136,11 +137,20 @@ def test_chance_difference_by_hand():
         for name, v in runs.items()
     }
     std, seeds, chance = chance_difference(results)
-    expected = (
-        statistics.fmean([statistics.variance(runs["a"]), statistics.variance(runs["b"])]) ** 0.5
-    )
-    assert seeds == 3 and std == pytest.approx(expected)
-    assert chance == pytest.approx(2 * expected * (2 / 3) ** 0.5)
+    # variances 0.0025 and 0.0009 (the stuck variant has no spread to pool): std sqrt(0.0017)
+    assert seeds == 3 and std == pytest.approx(0.041231, abs=1e-6)
+    assert chance == pytest.approx(0.067330, abs=1e-6)  # 2 * std * sqrt(2 / 3)
+    assert all(math.isnan(x) for x in chance_difference({"stuck": results["stuck"]})[::2])
+
+
+def test_an_ablation_of_some_variants_keeps_the_others(tmp_path, monkeypatch):
+    def trained(cfg, seeds, out, *args):
+        return summarize([made_history([99.5 - cfg.dropout] * 5, seed=s) for s in seeds])
+
+    monkeypatch.setattr(ablate_module, "run_seeds", trained)
+    run_ablation([0, 1], tmp_path, only=["original-dropout"], log=silent)
+    run_ablation([0, 1], tmp_path, only=["recipe"], log=silent)
+    assert list(load_ablation(tmp_path)) == ["recipe", "original-dropout"]
 
 
 def test_ablation_table_gives_the_change_against_the_recipe(tmp_path):

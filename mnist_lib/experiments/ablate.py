@@ -29,6 +29,7 @@ ABLATIONS: dict[str, dict] = {
     "constant-lr": {"schedule": "constant", "lr": 0.01},  # no schedule: the usual tutorial rate
     "no-ema": {"ema": 0.0},  # evaluate the raw weights
     "flatten-dense": {"model": "net-flat"},  # flatten + dense in place of GAP, same budget
+    "whole-batches": {"shards": 1},  # one BatchNorm batch per step: are the shards only speed?
 }
 
 
@@ -79,6 +80,9 @@ def run_ablation(
         except UserError as exc:  # e.g. a variant whose loss diverges: that is a result too
             results[name] = {"changes": ABLATIONS[name], "error": str(exc)}
             log(f"ablation {name}: {exc}")
+    if (out / ABLATION).is_file():  # keep the variants this call did not train (--only)
+        results = {**load_ablation(out), **results}
+    results = {name: results[name] for name in ABLATIONS if name in results}
     write_json(out / ABLATION, results)
     return results
 
@@ -109,6 +113,8 @@ def chance_difference(results: dict) -> tuple[float, int, float]:
         for r in results.values()
         if "summary" in r and r["summary"]["min_last"]["mean"] > 50
     ]
+    if not summaries:
+        return math.nan, 0, math.nan
     seeds = min(s["total"] for s in summaries)
     std = math.sqrt(statistics.fmean(s["min_last"]["std"] ** 2 for s in summaries))
     return std, seeds, 2 * std * math.sqrt(2 / seeds)
@@ -131,7 +137,7 @@ def ablation_table(results: dict) -> str:
         s = r["summary"]
         change = s["min_last"]["mean"] - base if base is not None else None
         delta = f"{change:+9.2f}" if change is not None else f"{'':>9}"
-        beyond = "" if not change else "yes" if abs(change) > chance else "no"
+        beyond = "" if not change or math.isnan(chance) else "yes" if abs(change) > chance else "no"
         lines.append(
             f"{name:<16} | {s['params']:>6,} | {s['final']['mean']:6.2f} ± "
             f"{s['final']['std']:.2f} | {s['min_last']['mean']:7.2f} ± "
