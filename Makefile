@@ -19,7 +19,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
-# The Colab badges follow `git remote get-url origin`; then the six notebooks, full recipe.
+# The Colab badges follow `git remote get-url origin`; then the notebooks in order, full recipe.
 run: setup
 	$(PY) -m mnist_lib colab
 	$(PY) -m mnist_lib run

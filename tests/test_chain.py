@@ -16,7 +16,15 @@ from mnist_lib.tools.chain import (
 from mnist_lib.tools.paths import REPO_ROOT
 
 # The course, in order: what `run` executes.
-NOTEBOOKS = ["01-visualise", "02-define", "03-train", "04-evaluate", "05-plot", "06-ablation"]
+NOTEBOOKS = [
+    "01-visualise",
+    "02-define",
+    "03-train",
+    "04-evaluate",
+    "05-plot",
+    "06-ablation",
+    "07-speed",
+]
 
 
 def test_notebooks_in_order_and_by_number_or_name():

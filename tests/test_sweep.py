@@ -100,6 +100,7 @@ def test_print_commands_gives_one_train_command_per_unfinished_seed(tmp_path, mn
     )
     commands = train_commands(cfg, [0, 1, 2], out)
     assert len(commands) == 2  # seed 0 is finished
+    assert [shlex.split(c).count("--seed") for c in commands] == [1, 1]
     args = shlex.split(commands[0])
     assert args[:5] == ["python", "-m", "mnist_lib", "train", "--model"] and args[5] == "tiny"
     assert args[args.index("--seed") + 1] == "1" and args[args.index("--lr") + 1] == "0.05"

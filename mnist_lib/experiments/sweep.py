@@ -51,23 +51,18 @@ def unfinished_seeds(cfg: TrainConfig, seeds: list[int], out: str | Path) -> lis
 
 def train_commands(cfg: TrainConfig, seeds: list[int], out: str | Path) -> list[str]:
     """One self-contained `train` command per seed that has no finished run in ``out``."""
-    return [
-        shlex.join(
-            [
-                "python",
-                "-m",
-                "mnist_lib",
-                "train",
-                *command_line(replace(cfg, seed=s)),
-                "--seed",
-                str(s),
-                "--out",
-                str(seed_folder(out, s).path),
-                "--no-progress",
-            ]
+    commands = []
+    for s in unfinished_seeds(cfg, seeds, out):
+        options = command_line(replace(cfg, seed=s))
+        if "--seed" not in options:  # the recipe's own seed: still say it
+            options += ["--seed", str(s)]
+        out_dir = str(seed_folder(out, s).path)
+        commands.append(
+            shlex.join(
+                ["python", "-m", "mnist_lib", "train", *options, "--out", out_dir, "--no-progress"]
+            )
         )
-        for s in unfinished_seeds(cfg, seeds, out)
-    ]
+    return commands
 
 
 def run_seeds(
@@ -97,7 +92,7 @@ def run_seeds(
             folder.path,
             device=device,
             data_dir=data_dir,
-            resume=folder.checkpoint.exists() or folder.staging.checkpoint.exists(),
+            resume=(folder.staging if force else folder).checkpoint.exists(),
             force=force,
             progress=progress,
             log=log,
