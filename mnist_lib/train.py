@@ -8,6 +8,8 @@ computes (forward, loss, backward) is a `Step`: `PlainStep` below, or a faster o
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,6 +63,14 @@ def training_loss(log_probs: torch.Tensor, y: torch.Tensor, smoothing: float = 0
     return F.nll_loss(log_probs, y)
 
 
+class Step(Protocol):
+    """What `train_one_epoch` calls for each batch's gradient (see `PlainStep`)."""
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, thetas: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 class PlainStep:
     """One training step's gradient: augment the batch, forward, loss, backward.
 
@@ -98,7 +108,7 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     cfg: TrainConfig,
     generator: torch.Generator,
-    step: PlainStep,
+    step: Step,
     ema: Ema | None = None,
     progress: str | None = None,
 ) -> dict:

@@ -42,6 +42,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, problem):
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+def test_a_seed_sweep_with_no_epoch_budget_is_refused(tmp_path):
+    result = run_cli("seeds", "--max-epochs", "0", "--seeds", "0", "--out", tmp_path / "sweep")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "error: --max-epochs must be at least 1, got 0\n",
+    )
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_train_writes_history_and_model(cli_runs, mnist):
     run_dir = cli_runs[0]
     history = read_json(run_dir / "history.json")

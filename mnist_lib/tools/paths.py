@@ -16,7 +16,6 @@ IS_CHECKOUT = (PACKAGE_PARENT / "pyproject.toml").is_file() and (
 ).is_dir()
 REPO_ROOT = PACKAGE_PARENT
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-IMAGES_DIR = REPO_ROOT / "images"
 RESULTS_DIR = REPO_ROOT / "results"
 DATA_ENV = "MNIST_DATA_DIR"
 
