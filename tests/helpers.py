@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_lib import Epoch, History, TrainConfig
+from mnist_lib import Epoch, History, Mnist, TrainConfig, fit
 from mnist_lib.tools.paths import REPO_ROOT
 
 # The CLI runs that tests compare (plus --epochs): seed 7, 5,000 train / 1,000 test images, on the
@@ -26,6 +26,11 @@ CLI_RUN = [
 
 def silent(message: str) -> None:
     pass
+
+
+def fit_quietly(cfg: TrainConfig, run_dir: Path, data: Mnist, **options: bool) -> History:
+    """`fit` on the CPU with no output, on MNIST already loaded."""
+    return fit(cfg, run_dir, device="cpu", progress=False, log=silent, data=data, **options)
 
 
 def small_config(**overrides) -> TrainConfig:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import CLI_RUN, run_cli, silent, small_config, start_cli
+from helpers import CLI_RUN, fit_quietly, run_cli, silent, small_config, start_cli
 
 import mnist_lib.run as run_module
 from mnist_lib import RunFolder, UserError, cli, fit, load_trained
@@ -103,7 +103,7 @@ def test_an_interrupted_replacement_keeps_the_old_run_until_the_new_one_finishes
 
 def test_a_replacement_killed_while_moving_in_is_completed_by_the_next_command(finished, mnist):
     staged = finished / ".next"
-    fit(small_config(seed=5), staged, device="cpu", progress=False, log=silent, data=mnist)
+    fit_quietly(small_config(seed=5), staged, mnist)
     new = snapshot(staged)
     os.replace(staged / "model.pt", finished / "model.pt")  # killed after the first move
     messages = []
@@ -157,7 +157,7 @@ def test_a_nan_score_stops_the_run_and_is_never_written(tmp_path, mnist, monkeyp
     monkeypatch.setattr(run_module, "evaluate", lambda *args: next(scores))
     run_dir = tmp_path / "run"
     with pytest.raises(UserError, match=r"test loss became NaN/inf in epoch 2\b.*epoch 1\b"):
-        fit(small_config(epochs=2), run_dir, device="cpu", progress=False, log=silent, data=mnist)
+        fit_quietly(small_config(epochs=2), run_dir, mnist)
     assert [e["epoch"] for e in read_json(run_dir / "history.json")["epochs"]] == [1]
 
 
@@ -181,14 +181,7 @@ def test_an_unwritable_out_is_refused_before_training():
 
 def test_a_failed_check_leaves_no_empty_folder(tmp_path, mnist):
     with pytest.raises(UserError, match="limits"):
-        fit(
-            small_config(limit_train=70_000),
-            tmp_path / "new",
-            device="cpu",
-            progress=False,
-            log=silent,
-            data=mnist,
-        )
+        fit_quietly(small_config(limit_train=70_000), tmp_path / "new", mnist)
     assert not (tmp_path / "new").exists()
 
 
@@ -223,15 +216,7 @@ def test_a_file_with_pickled_objects_is_refused_without_suggesting_to_trust_it(f
     torch.save({"config": {}, "trap": Path("x")}, finished / "checkpoint.pt")  # not plain data
     (finished / "model.pt").unlink()  # an interrupted run, so --resume reads the checkpoint
     with pytest.raises(UserError) as error:
-        fit(
-            small_config(ema=0.999),
-            finished,
-            device="cpu",
-            resume=True,
-            progress=False,
-            log=silent,
-            data=mnist,
-        )
+        fit_quietly(small_config(ema=0.999), finished, mnist, resume=True)
     assert "checkpoint.pt" in str(error.value) and "not loaded" in str(error.value)
     assert "weights_only" not in str(error.value)
 
@@ -242,15 +227,7 @@ def test_leftovers_of_a_killed_write_are_cleaned_and_ignored(finished, mnist, mo
     synced = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
-    fit(
-        small_config(ema=0.999, epochs=2),
-        finished,
-        device="cpu",
-        force=True,
-        progress=False,
-        log=silent,
-        data=mnist,
-    )
+    fit_quietly(small_config(ema=0.999, epochs=2), finished, mnist, force=True)
     assert not leftover.exists() and synced  # written files are flushed before the rename
     ignored = subprocess.run(
         ["git", "-C", str(REPO_ROOT), "check-ignore", "-q", "results/net/.history.json.k1ll3d.tmp"]
@@ -299,15 +276,7 @@ def test_a_run_killed_after_its_last_checkpoint_is_finished_by_resume(finished, 
     epochs = RunFolder(finished).read_history().epochs
     (finished / "model.pt").unlink()  # killed after the last checkpoint, before model.pt
     (finished / "history.json").unlink()
-    history = fit(
-        small_config(ema=0.999),
-        finished,
-        device="cpu",
-        resume=True,
-        progress=False,
-        log=silent,
-        data=mnist,
-    )
+    history = fit_quietly(small_config(ema=0.999), finished, mnist, resume=True)
     assert RunFolder(finished).is_finished()
     assert RunFolder(finished).read_history().epochs == epochs == history.epochs
     reloaded = load_trained(finished).state_dict()

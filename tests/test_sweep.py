@@ -6,9 +6,9 @@ import shlex
 from dataclasses import replace
 
 import pytest
-from helpers import made_history, run_cli, silent, small_config
+from helpers import fit_quietly, made_history, run_cli, silent, small_config
 
-from mnist_lib import UserError, fit
+from mnist_lib import UserError
 from mnist_lib.experiments import ablate as ablate_module
 from mnist_lib.experiments.ablate import (
     ablation_commands,
@@ -52,7 +52,7 @@ def test_summarize_by_hand():
 
 def test_run_seeds_keeps_a_finished_seed(tmp_path, mnist):
     out = tmp_path / "sweep"
-    fit(small_config(seed=0), out / "seed-0", device="cpu", progress=False, log=silent, data=mnist)
+    fit_quietly(small_config(seed=0), out / "seed-0", mnist)
     files = sorted((out / "seed-0").iterdir())
     before = {p.name: p.stat().st_mtime_ns for p in files}
 
@@ -71,7 +71,7 @@ def test_run_seeds_keeps_a_finished_seed(tmp_path, mnist):
 
 def test_a_finished_seed_made_with_other_settings_is_not_reused(tmp_path, mnist):
     out = tmp_path / "sweep"
-    fit(small_config(seed=0), out / "seed-0", device="cpu", progress=False, log=silent, data=mnist)
+    fit_quietly(small_config(seed=0), out / "seed-0", mnist)
     before = (out / "seed-0" / "history.json").read_bytes()
     with pytest.raises(UserError, match=r"seed-0 .*other settings \(epochs, lr\).*--force"):
         run_seeds(
@@ -90,14 +90,7 @@ def test_a_seed_given_twice_is_refused(tmp_path):
 def test_print_commands_gives_one_train_command_per_unfinished_seed(tmp_path, mnist):
     cfg = small_config(lr=0.05)
     out = tmp_path / "sweep"
-    fit(
-        replace(cfg, seed=0),
-        seed_folder(out, 0).path,
-        device="cpu",
-        progress=False,
-        log=silent,
-        data=mnist,
-    )
+    fit_quietly(replace(cfg, seed=0), seed_folder(out, 0).path, mnist)
     commands = train_commands(cfg, [0, 1, 2], out)
     assert len(commands) == 2  # seed 0 is finished
     assert [shlex.split(c).count("--seed") for c in commands] == [1, 1]

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import torch
-from helpers import CLI_RUN, run_cli, silent, small_config, start_cli, without_timing
+from helpers import CLI_RUN, fit_quietly, run_cli, silent, small_config, start_cli, without_timing
 
 import mnist_lib.speed.shards as shards_module
 from mnist_lib import (
@@ -70,7 +70,7 @@ def short_run(tmp_path_factory, mnist):
         epochs=2, limit_train=2000, limit_test=1000, batch_size=32, ema=0.0, rotate=0, shift=0
     )
     run_dir = tmp_path_factory.mktemp("short") / "run"
-    fit(cfg, run_dir, device="cpu", progress=False, log=silent, data=mnist)
+    fit_quietly(cfg, run_dir, mnist)
     return run_dir
 
 
@@ -153,14 +153,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
 def test_finished_run_is_not_overwritten(finished_run, mnist):
     before = {name: (finished_run / name).read_bytes() for name in RUN_FILES}
     with pytest.raises(UserError, match="finished run.*--force"):
-        fit(
-            small_config(ema=0.999),
-            finished_run,
-            device="cpu",
-            progress=False,
-            log=silent,
-            data=mnist,
-        )
+        fit_quietly(small_config(ema=0.999), finished_run, mnist)
     assert {name: (finished_run / name).read_bytes() for name in RUN_FILES} == before
 
 
@@ -190,7 +183,7 @@ def test_exploding_loss_stops_with_the_epoch(tmp_path, mnist):
         ema=0.0,
     )
     with pytest.raises(UserError, match=r"NaN.* epoch 1\b.*learning rate") as error:
-        fit(cfg, tmp_path / "run", device="cpu", progress=False, log=silent, data=mnist)
+        fit_quietly(cfg, tmp_path / "run", mnist)
     assert "epoch 0" not in str(error.value)  # no checkpoint to promise: none was written
     assert not (tmp_path / "run" / "model.pt").exists()
 
@@ -209,7 +202,7 @@ def test_nan_in_epoch_2_keeps_epoch_1(tmp_path, mnist, monkeypatch):
     monkeypatch.setattr(shards_module, "affine", poisoned)
     run_dir = tmp_path / "run"
     with pytest.raises(UserError, match=r"NaN.* epoch 2\b.*checkpoint of epoch 1\b"):
-        fit(cfg, run_dir, device="cpu", progress=False, log=silent, data=mnist)
+        fit_quietly(cfg, run_dir, mnist)
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert [e["epoch"] for e in checkpoint["history"]["epochs"]] == [1]
     assert [e["epoch"] for e in read_json(run_dir / "history.json")["epochs"]] == [1]
