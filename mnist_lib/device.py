@@ -26,6 +26,13 @@ def pick_device(name: str = "auto") -> torch.device:
         raise UserError(
             f"device {name!r} asked for, but this machine has no CUDA GPU: use --device cpu or auto"
         )
+    if name.startswith("cuda:"):
+        index, count = name.removeprefix("cuda:"), torch.cuda.device_count()
+        if not (index.isdigit() and int(index) < count):
+            raise UserError(
+                f"no GPU {name!r} here: this machine has cuda:0 to cuda:{count - 1}; "
+                "use one of them, or --device cuda"
+            )
     if name == "mps" and not has_mps:
         raise UserError(
             "device 'mps' asked for, but this machine has no Apple GPU: use --device cpu or auto"

@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from mnist_lib import Net, TrainConfig
-from mnist_lib.device import CPU_FP32_ENV, autocast_dtype, cpu_has_bf16, memory_format
+from mnist_lib import Net, TrainConfig, UserError
+from mnist_lib.device import (
+    CPU_FP32_ENV,
+    autocast_dtype,
+    cpu_has_bf16,
+    memory_format,
+    pick_device,
+)
 from mnist_lib.run import make_model
 
 CPU = torch.device("cpu")
@@ -46,3 +52,12 @@ def test_auto_on_the_cpu_follows_native_bf16_and_the_fp32_switch(monkeypatch):
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     assert autocast_dtype(CPU, "auto") is None
     assert autocast_dtype(CPU, "bf16") == torch.bfloat16  # asked for by name: emulated if need be
+
+
+@pytest.mark.parametrize("name", ["cuda:x", "cuda:2", "cuda:-1"])
+def test_a_gpu_that_is_not_there_is_refused_in_one_line(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # cuda:0 and cuda:1
+    with pytest.raises(UserError, match=rf"no GPU '{name}' here: .* cuda:0 to cuda:1"):
+        pick_device(name)
+    assert pick_device("cuda:1") == torch.device("cuda:1")
