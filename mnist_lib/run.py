@@ -452,7 +452,7 @@ def train_run(
 
 def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:
     """The model saved in a run's model.pt (``path``: the file, or its run folder), in eval mode."""
-    path = RunFolder(Path(path)).model if Path(path).is_dir() else Path(path)
+    path = RunFolder(path).model if Path(path).is_dir() else Path(path)
     saved = load_torch(path, fix="retrain it, e.g. with --force")
     if not (
         isinstance(saved, dict)

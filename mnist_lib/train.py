@@ -64,7 +64,12 @@ def training_loss(log_probs: torch.Tensor, y: torch.Tensor, smoothing: float = 0
 
 
 class Step(Protocol):
-    """What `train_one_epoch` calls for each batch's gradient (see `PlainStep`)."""
+    """What `train_one_epoch` uses: a context for the epoch (a faster step may start workers in
+    it) that is called for each batch's gradient (see `PlainStep`)."""
+
+    def __enter__(self) -> Step: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, thetas: torch.Tensor | None

@@ -10,13 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..train import PlainStep
+from ..train import PlainStep, Step
 from .shards import ShardedStep, worker_threads
 
 
 def make_step(
     model: nn.Module, shards: int, amp: torch.dtype | None, smoothing: float = 0.0
-) -> PlainStep | ShardedStep:
+) -> Step:
     """The step for ``model``: sharded on a GPU (for its CUDA graphs) or when there are shards."""
     device = next(model.parameters()).device
     if shards == 1 and device.type != "cuda":
