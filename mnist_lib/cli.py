@@ -162,6 +162,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         data_dir=args.data_dir,
         log=log,
         out=args.out,
+        together=args.together,
     )
 
 
@@ -300,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="(default: auto)")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    p.add_argument(
+        "--together",
+        type=int,
+        default=5,
+        help="on a GPU, also time this many seeds trained as one against one by one (default: 5)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("colab", help="write the Colab badges and set-up cells for this repository")

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from .ema import Ema
 from .errors import UserError
 from .files import load_torch, read_json, save_torch, write_json
 from .model import build_model, count_params
-from .speed import make_step
+from .speed import Member, StackedTrainer, make_step, trains_together
 from .train import evaluate, make_optimizer, make_scheduler, steps_per_epoch, train_one_epoch
 
 try:
@@ -328,42 +328,131 @@ def fit(
     the folder (free, writable, not holding a run unless ``resume``/``force`` say what to do with
     it) and the data limits.
     """
-    cfg.validate()
+    return fit_together([cfg], [run_dir], device, data_dir, [resume], force, progress, log, data)[0]
+
+
+def fit_together(
+    cfgs: list[TrainConfig],
+    run_dirs: list[str | Path],
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    resume: list[bool] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    data: Mnist | None = None,
+    together: bool | None = None,
+) -> list[History]:
+    """`fit` for several runs of one recipe that differ in their seed, each in its own folder.
+
+    They are trained together (`mnist_lib.speed.StackedTrainer`) when ``together``, by default
+    on a GPU; otherwise one after the other. A single run on a GPU is trained "together" too:
+    that is the path whose whole step is one CUDA graph.
+    """
+    for cfg in cfgs:
+        cfg.validate()
+    first = asdict(cfgs[0])
+    if any(changed_fields(first, replace(c, seed=cfgs[0].seed)) for c in cfgs[1:]):
+        raise ValueError("runs trained together must differ in their seed only")
     dev = pick_device(device)
+    cfg = cfgs[0]
     amp = autocast_dtype(dev, cfg.precision)
-    folder = RunFolder(Path(run_dir))
-    with claimed(folder, log):
-        target = training_folder(folder, cfg, resume, force)
+    folders = [RunFolder(Path(d)) for d in run_dirs]
+    resumes = resume or [False] * len(cfgs)
+    together = trains_together(dev) if together is None else together
+    with contextlib.ExitStack() as held:
+        for folder in folders:
+            held.enter_context(claimed(folder, log))
+        targets = [
+            training_folder(f, c, r, force) for f, c, r in zip(folders, cfgs, resumes, strict=True)
+        ]
         dd = DeviceData.from_mnist(
             data or load_mnist(data_dir, log=log), dev, cfg.limit_train, cfg.limit_test, cfg.val
         )
-        with made(target.path):
-            history = train_run(cfg, target, dd, amp, resume, progress, log)
-        if target != folder:
-            folder.replace_with(target)
-    return history
+        with contextlib.ExitStack() as making:
+            for target in targets:
+                making.enter_context(made(target.path))
+            starts = zip(cfgs, targets, resumes, strict=True)
+            if together:
+                runs = [start_run(c, t, dd, amp, r, log) for c, t, r in starts]
+                for group in run_groups(runs):
+                    train_group(group, dd, amp, together, progress, log)
+            else:  # each run seeded just before it trains, as if it were alone
+                runs = []
+                for c, t, r in starts:
+                    runs.append(start_run(c, t, dd, amp, r, log))
+                    train_group(runs[-1:], dd, amp, together, progress, log)
+        for folder, target in zip(folders, targets, strict=True):
+            if target != folder:
+                folder.replace_with(target)
+    return [run.history for run in runs]
 
 
-def train_run(
+@dataclass
+class Run:
+    """A run being trained: its config, folder, history, and the objects that train it."""
+
+    cfg: TrainConfig
+    folder: RunFolder
+    history: History
+    member: Member
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are scored and saved: the weight average when there is one."""
+        ema = self.member.ema
+        return ema.module if ema is not None else self.member.model
+
+    def state(self) -> dict:
+        m = self.member
+        return {"model": m.model, "ema": m.ema, "optimizer": m.optimizer, "scheduler": m.scheduler}
+
+    def save_checkpoint(self) -> None:
+        save_torch(self.folder.checkpoint, {
+            "config": asdict(self.cfg), "rng": rng_state(self.member.generator),
+            "history": {"epochs": [e.to_json() for e in self.history.epochs]},
+            **{k: obj.state_dict() if obj is not None else None for k, obj in self.state().items()},
+        })  # fmt: skip
+        if not self.history.finished:
+            write_json(self.folder.history, self.history.to_json())
+
+    def finish(self) -> None:
+        """The model, then the history that marks the run finished (also when resuming a run
+        killed after its last checkpoint)."""
+        save_torch(
+            self.folder.model,
+            {"model": self.cfg.model, "config": asdict(self.cfg),
+             "state_dict": self.eval_model.state_dict()},
+        )  # fmt: skip
+        write_json(self.folder.history, self.history.to_json())
+
+
+def new_member(cfg: TrainConfig, device: torch.device, n_train: int) -> Member:
+    """A fresh run's model, weight average, optimizer, schedule and data generator, seeded by
+    ``cfg.seed``, for ``n_train`` training images."""
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation, on the CPU
+    model = make_model(cfg, device)
+    ema = Ema(model, cfg.ema) if cfg.ema else None
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(n_train, cfg.batch_size))
+    return Member(model, ema, optimizer, scheduler, generator)
+
+
+def start_run(
     cfg: TrainConfig,
     folder: RunFolder,
     dd: DeviceData,
     amp: torch.dtype | None,
     resume: bool,
-    progress: bool,
     log: Callable[[str], None],
-) -> History:
-    """The epochs of a run in ``folder``, from its checkpoint when ``resume``."""
+) -> Run:
+    """A run's objects, seeded by its config, from its checkpoint when ``resume``."""
     dev = dd.train_x.device
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation, on the CPU
-    model = make_model(cfg, dev)
-    ema = Ema(model, cfg.ema) if cfg.ema else None
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(len(dd.train_y), cfg.batch_size))
+    member = new_member(cfg, dev, len(dd.train_y))
     history = History(
         cfg.model,
-        count_params(model),
+        count_params(member.model),
         cfg.seed,
         str(dev),
         asdict(cfg),
@@ -371,83 +460,120 @@ def train_run(
         torch=torch.__version__,
         hardware=hardware(dev),
     )
-    state = {"model": model, "ema": ema, "optimizer": optimizer, "scheduler": scheduler}
+    run = Run(cfg, folder, history, member)
     if resume and folder.checkpoint.exists():
         ckpt = load_checkpoint(folder.checkpoint, cfg)
-        for name, obj in state.items():
+        for name, obj in run.state().items():
             if obj is not None:
                 obj.load_state_dict(ckpt[name])
-        set_rng_state(generator, ckpt["rng"])
+        set_rng_state(member.generator, ckpt["rng"])
         history.epochs = [Epoch(**row) for row in ckpt["history"]["epochs"]]
         log(f"resuming {folder.path} after epoch {len(history.epochs)}")
-    eval_model = ema.module if ema is not None else model
-    shards = min(cfg.shards, cfg.batch_size, len(dd.train_y))
-    step = make_step(model, shards, amp, cfg.label_smoothing)
+    return run
 
-    log(
-        f"training {cfg.model} ({history.params:,} params) on {dev} ({history.precision}), "
-        f"{len(dd.train_y):,} train / {len(dd.eval_y):,} {dd.split} images, seed {cfg.seed}"
+
+def run_groups(runs: list[Run]) -> list[list[Run]]:
+    """The runs that can train together: those at the same epoch (resumed runs may differ)."""
+    done = sorted({len(run.history.epochs) for run in runs})
+    return [[run for run in runs if len(run.history.epochs) == d] for d in done]
+
+
+class LoopTrainer:
+    """One run's epochs by the loop of notebook 03 (`train_one_epoch`, `evaluate`); the same
+    methods as `StackedTrainer`, for a list of one."""
+
+    def __init__(
+        self, run: Run, dd: DeviceData, amp: torch.dtype | None, shards: int, progress: bool
+    ) -> None:
+        self.run, self.dd, self.amp, self.progress = run, dd, amp, progress
+        self.step = make_step(run.member.model, shards, amp, run.cfg.label_smoothing)
+
+    def train_epoch(self) -> list[dict]:
+        m, cfg = self.run.member, self.run.cfg
+        epoch = len(self.run.history.epochs) + 1
+        label = f"epoch {epoch}/{cfg.epochs}" if self.progress else None
+        return [
+            train_one_epoch(
+                m.model, self.dd, m.optimizer, m.scheduler, cfg, m.generator, self.step, m.ema,
+                progress=label,
+            )
+        ]  # fmt: skip
+
+    def evaluate(self) -> list[tuple[float, float]]:
+        dd, cfg = self.dd, self.run.cfg
+        return [evaluate(self.run.eval_model, dd.eval_x, dd.eval_y, cfg.eval_batch_size, self.amp)]
+
+    def store(self) -> None:
+        pass  # the run's own objects were trained
+
+
+def train_group(
+    runs: list[Run],
+    dd: DeviceData,
+    amp: torch.dtype | None,
+    together: bool,
+    progress: bool,
+    log: Callable[[str], None],
+) -> None:
+    """The remaining epochs of ``runs`` (all at the same epoch), checkpointed after each."""
+    cfg, dev = runs[0].cfg, dd.train_x.device
+    shards = min(cfg.shards, cfg.batch_size, len(dd.train_y))
+    trainer = (
+        StackedTrainer([r.member for r in runs], dd, cfg, amp, shards)
+        if together
+        else LoopTrainer(runs[0], dd, amp, shards, progress)
     )
-    for epoch in range(len(history.epochs) + 1, cfg.epochs + 1):
+    seeds = ", ".join(str(r.cfg.seed) for r in runs)
+    log(
+        f"training {cfg.model} ({runs[0].history.params:,} params) on {dev} "
+        f"({runs[0].history.precision}), {len(dd.train_y):,} train / {len(dd.eval_y):,} "
+        f"{dd.split} images, seed{'s' if len(runs) > 1 else ''} {seeds}"
+        + (f", {len(runs)} runs as one" if len(runs) > 1 else "")
+    )
+    for epoch in range(len(runs[0].history.epochs) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        stats = train_one_epoch(
-            model,
-            dd,
-            optimizer,
-            scheduler,
-            cfg,
-            generator,
-            step,
-            ema,
-            progress=f"epoch {epoch}/{cfg.epochs}" if progress else None,
-        )
-        kept = (
-            f"the checkpoint of epoch {epoch - 1} in {folder.path} is kept"
-            if epoch > 1
-            else "no epoch finished"
-        )
-        if stats.pop("first_bad_step") >= 0 or not math.isfinite(stats["train_loss"]):
-            raise UserError(
-                f"the loss became NaN/inf in epoch {epoch}: the learning rate {cfg.lr} "
-                f"is too high; {kept}"
-            )
-        loss, acc = evaluate(eval_model, dd.eval_x, dd.eval_y, cfg.eval_batch_size, amp)
-        if not math.isfinite(loss):
-            raise UserError(
-                f"the {dd.split} loss became NaN/inf in epoch {epoch}: the learning rate "
-                f"{cfg.lr} is too high; {kept}"
-            )
+        kept = f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 1 else "no epoch finished"
+        stats = trainer.train_epoch()
+        for run, st in zip(runs, stats, strict=True):
+            if st.pop("first_bad_step") >= 0 or not math.isfinite(st["train_loss"]):
+                raise UserError(
+                    f"the loss became NaN/inf in epoch {epoch}{seed_note(run, runs)}: the "
+                    f"learning rate {cfg.lr} is too high; {kept} in {run.folder.path}"
+                )
+        scores = trainer.evaluate()
+        for run, (loss, _) in zip(runs, scores, strict=True):
+            if not math.isfinite(loss):
+                raise UserError(
+                    f"the {dd.split} loss became NaN/inf in epoch {epoch}{seed_note(run, runs)}: "
+                    f"the learning rate {cfg.lr} is too high; {kept} in {run.folder.path}"
+                )
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        scores = {f"{dd.split}_loss": loss, f"{dd.split}_acc": acc}
-        row = Epoch(
-            epoch,
-            **stats,
-            **scores,
-            lr=scheduler.get_last_lr()[0],
-            seconds=time.perf_counter() - t0,
-        )
-        history.epochs.append(row)
-        log(
-            f"epoch {epoch:2d}/{cfg.epochs} | train loss {row.train_loss:.4f} "
-            f"acc {row.train_acc:6.2f}% | {dd.split} loss {loss:.4f} acc {acc:6.2f}% "
-            f"| lr {row.lr:.4f} | {row.seconds:5.1f}s"
-        )
-        save_torch(folder.checkpoint, {
-            "config": asdict(cfg), "rng": rng_state(generator),
-            "history": {"epochs": [e.to_json() for e in history.epochs]},
-            **{name: obj.state_dict() if obj is not None else None for name, obj in state.items()},
-        })  # fmt: skip
-        if not history.finished:
-            write_json(folder.history, history.to_json())
-    # After the last epoch, and also when resuming a run killed after its last checkpoint: the
-    # model, then the history that marks the run finished.
-    save_torch(
-        folder.model,
-        {"model": cfg.model, "config": asdict(cfg), "state_dict": eval_model.state_dict()},
-    )
-    write_json(folder.history, history.to_json())
-    return history
+        seconds = time.perf_counter() - t0
+        trainer.store()
+        for run, st, (loss, acc) in zip(runs, stats, scores, strict=True):
+            row = Epoch(
+                epoch,
+                **st,
+                **{f"{dd.split}_loss": loss, f"{dd.split}_acc": acc},
+                lr=run.member.scheduler.get_last_lr()[0],
+                seconds=seconds,
+            )
+            run.history.epochs.append(row)
+            log(
+                f"{seed_note(run, runs).removeprefix(', ')}"
+                f"{': ' if len(runs) > 1 else ''}epoch {epoch:2d}/{cfg.epochs} | train loss "
+                f"{row.train_loss:.4f} acc {row.train_acc:6.2f}% | {dd.split} loss {loss:.4f} "
+                f"acc {acc:6.2f}% | lr {row.lr:.4f} | {row.seconds:5.1f}s"
+            )
+            run.save_checkpoint()
+    for run in runs:
+        run.finish()
+
+
+def seed_note(run: Run, runs: list[Run]) -> str:
+    """ ", seed N" when several runs train together, else nothing."""
+    return f", seed {run.cfg.seed}" if len(runs) > 1 else ""
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:

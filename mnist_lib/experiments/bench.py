@@ -9,7 +9,11 @@ batch size, steps per epoch) in one process, alternating, and evaluate on the te
 (b) library: the data as one normalised tensor on the device, batch augmentation, bf16 autocast
              where the hardware has it natively, channels-last on the CPU, the batch split into
              shards that run in parallel on the CPU's cores (mnist_lib.speed), a fused EMA update,
-             sums read once per epoch, test batches of 500.
+             sums read once per epoch, test batches of 500. On a GPU: the whole step and the test
+             pass as CUDA graphs (`mnist_lib.speed.StackedTrainer`).
+
+On a GPU it also times seeds: ``together`` seeds trained as one network against the same seeds
+one after the other, each way with its peak GPU memory.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -32,8 +37,8 @@ from ..ema import Ema
 from ..errors import UserError
 from ..files import write_json
 from ..model import build_model
-from ..run import make_model
-from ..speed import make_step, worker_threads
+from ..run import make_model, new_member
+from ..speed import StackedTrainer, make_step, trains_together, worker_threads
 from ..train import evaluate, make_optimizer, make_scheduler, steps_per_epoch, train_one_epoch
 
 
@@ -128,6 +133,8 @@ def usual_epochs(cfg: TrainConfig, device: torch.device, data_dir: Path) -> list
 
 def library_epochs(cfg: TrainConfig, device: torch.device, data: DeviceData) -> list[float]:
     """This library's path, seconds per epoch (train + test)."""
+    if trains_together(device):
+        return together_epochs(cfg, device, data, [cfg.seed])
     amp = autocast_dtype(device, cfg.precision)
     model, optimizer, scheduler, ema = setup(cfg, device, library=True)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -143,6 +150,63 @@ def library_epochs(cfg: TrainConfig, device: torch.device, data: DeviceData) -> 
     return times
 
 
+def together_epochs(
+    cfg: TrainConfig, device: torch.device, data: DeviceData, seeds: list[int]
+) -> list[float]:
+    """Seconds per epoch (train + test) of ``seeds`` trained as one network (`StackedTrainer`)."""
+    amp = autocast_dtype(device, cfg.precision)
+    members = [new_member(replace(cfg, seed=s), device, len(data.train_y)) for s in seeds]
+    trainer = StackedTrainer(members, data, cfg, amp, min(cfg.shards, cfg.batch_size))
+    times = []
+    for _ in range(cfg.epochs):
+        t0 = time.perf_counter()
+        trainer.train_epoch()
+        trainer.evaluate()  # reads the scores: waits for the device
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def seeds_bench(
+    cfg: TrainConfig, device: torch.device, data: DeviceData, together: int, repeats: int,
+    log: Callable[[str], None],
+) -> dict:  # fmt: skip
+    """``together`` seeds as one network against the same seeds one after the other, alternating
+    ``repeats`` times; seconds per epoch of all seeds, medians, and peak memory."""
+    seeds = list(range(together))
+    results: dict[str, dict] = {
+        "one_by_one": {"times": [], "peak": 0},
+        "together": {"times": [], "peak": 0},
+    }
+    for round_ in range(repeats):
+        with PeakMemory(device) as mem:
+            runs = [together_epochs(cfg, device, data, [s]) for s in seeds]
+        times = [sum(epoch) for epoch in zip(*runs, strict=True)]  # every seed's epoch i
+        results["one_by_one"]["times"] += times
+        results["one_by_one"]["peak"] = max(results["one_by_one"]["peak"], mem.peak)
+        results.setdefault("one", {"times": []})["times"] += runs[0]
+        with PeakMemory(device) as mem:
+            times_together = together_epochs(cfg, device, data, seeds)
+        results["together"]["times"] += times_together
+        results["together"]["peak"] = max(results["together"]["peak"], mem.peak)
+        log(
+            f"round {round_ + 1} seeds: {together} one by one "
+            + ", ".join(f"{t:.2f}" for t in times)
+            + " s/epoch; together "
+            + ", ".join(f"{t:.2f}" for t in times_together)
+            + " s/epoch"
+        )
+    for r in results.values():
+        r["median"] = statistics.median(r["times"])
+    one, by_one, both = results["one"], results["one_by_one"], results["together"]
+    log(
+        f"seeds: one seed {one['median']:.2f} s/epoch; {together} one by one "
+        f"{by_one['median']:.2f} s/epoch (peak {by_one['peak'] / 2**20:,.0f} MiB); {together} "
+        f"together {both['median']:.2f} s/epoch (peak {both['peak'] / 2**20:,.0f} MiB) = "
+        f"{both['median'] / one['median']:.2f}x one seed"
+    )
+    return {"seeds": together, **results, "together_vs_one": both["median"] / one["median"]}
+
+
 def run_bench(
     model: str = "net",
     epochs: int = 2,
@@ -151,11 +215,15 @@ def run_bench(
     data_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     out: str | Path | None = None,
+    together: int = 5,
 ) -> dict:
-    """Alternate (a) and (b) ``repeats`` times, ``epochs`` epochs each; print the figures, and
-    return them (also written to ``out`` as JSON, if given)."""
+    """Alternate (a) and (b) ``repeats`` times, ``epochs`` epochs each, and on a GPU time
+    ``together`` seeds (see `seeds_bench`); print the figures, and return them (also written to
+    ``out`` as JSON, if given)."""
     if repeats < 1:
         raise UserError(f"repeats must be at least 1, got {repeats}")
+    if together < 1:
+        raise UserError(f"together must be at least 1, got {together}")
     dev = pick_device(device)
     cfg = recipe(model, epochs=epochs)
     raw = ensure_mnist(data_dir, log=log)
@@ -214,6 +282,8 @@ def run_bench(
         "ratio": ratio,
         **results,
     }
+    if trains_together(dev) and together > 1:
+        report["seeds"] = seeds_bench(cfg, dev, data, together, repeats, log)
     if out:
         write_json(out, report)
     return report
@@ -232,4 +302,13 @@ def bench_table(report: dict) -> str:
             f"| {name} | {times} | {r['median']:.1f} s | {r['images_per_s']:,.0f} "
             f"| {r['peak'] / 2**20:,.0f} MiB |"
         )
+    seeds = report.get("seeds")
+    if seeds:
+        n = seeds["seeds"]
+        for name, label in (("one", "1 seed"), ("one_by_one", f"{n} seeds one by one"),
+                            ("together", f"{n} seeds together")):  # fmt: skip
+            r = seeds[name]
+            times = ", ".join(f"{t:.2f}" for t in r["times"])
+            peak = f"{r['peak'] / 2**20:,.0f} MiB" if "peak" in r else ""
+            rows.append(f"| library, {label} | {times} | {r['median']:.2f} s | | {peak} |")
     return "\n".join(rows)

@@ -12,7 +12,7 @@ from ..config import TrainConfig, changed_fields, command_line
 from ..data import Mnist
 from ..errors import UserError
 from ..files import read_json, write_json
-from ..run import History, RunFolder, fit
+from ..run import History, RunFolder, fit_together
 from ..target import LAST_N, MAX_EPOCHS, TARGET_ACC, check_target
 
 SUMMARY = "summary.json"  # in a sweep folder, beside the seed-N run folders
@@ -78,21 +78,22 @@ def run_seeds(
     data: Mnist | None = None,
 ) -> dict:
     """Train every seed that has no finished run in ``out`` (resuming interrupted ones), or every
-    seed with ``force``; then summarise all of them into summary.json. ``data``: MNIST already
-    loaded, else it is loaded from ``data_dir``."""
+    seed with ``force`` (on a GPU together, as one network: `mnist_lib.run.fit_together`); then
+    summarise all of them into summary.json. ``data``: MNIST already loaded, else it is loaded
+    from ``data_dir``."""
     check_seeds(seeds)
     todo = seeds if force else unfinished_seeds(cfg, seeds, out)
     for seed in seeds:
-        folder = seed_folder(out, seed)
         if seed not in todo:
-            log(f"seed {seed}: already finished in {folder.path}, kept")
-            continue
-        fit(
-            replace(cfg, seed=seed),
-            folder.path,
+            log(f"seed {seed}: already finished in {seed_folder(out, seed).path}, kept")
+    folders = [seed_folder(out, seed) for seed in todo]
+    if todo:  # on a GPU the seeds train together, as one network; else one after the other
+        fit_together(
+            [replace(cfg, seed=seed) for seed in todo],
+            [folder.path for folder in folders],
             device=device,
             data_dir=data_dir,
-            resume=(folder.staging if force else folder).checkpoint.exists(),
+            resume=[(f.staging if force else f).checkpoint.exists() for f in folders],
             force=force,
             progress=progress,
             log=log,

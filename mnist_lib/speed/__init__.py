@@ -3,6 +3,9 @@
 `make_step` picks, once per run, how a batch's gradient is computed: the plain forward and
 backward pass of `mnist_lib.train.PlainStep`, or `ShardedStep`, which splits the batch into
 BatchNorm shards that run in parallel threads on a CPU and replay CUDA graphs on a GPU.
+
+On a GPU a run is trained by `StackedTrainer` instead, whose whole step is one CUDA graph, and
+which trains several seeds as one network (`trains_together`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from torch import nn
 
 from ..train import PlainStep, Step
 from .shards import ShardedStep, worker_threads
+from .stacked import Member, StackedTrainer
 
 
 def make_step(
@@ -24,4 +28,17 @@ def make_step(
     return ShardedStep(model, shards, amp, smoothing)
 
 
-__all__ = ["ShardedStep", "make_step", "worker_threads"]
+def trains_together(device: torch.device) -> bool:
+    """Whether runs on ``device`` are trained by `StackedTrainer`: on a GPU. On a CPU one seed at a
+    time is faster (README, Speed: seeds)."""
+    return device.type == "cuda"
+
+
+__all__ = [
+    "Member",
+    "ShardedStep",
+    "StackedTrainer",
+    "make_step",
+    "trains_together",
+    "worker_threads",
+]

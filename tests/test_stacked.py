@@ -1,0 +1,138 @@
+"""Runs trained together (`StackedTrainer`): each starts where it would alone, trains as it would
+alone up to rounding, and resumes; on a GPU the recorded graphs replay what eager steps compute."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from helpers import fit_quietly, silent
+
+from mnist_lib.config import TrainConfig, recipe
+from mnist_lib.data import DeviceData
+from mnist_lib.device import autocast_dtype
+from mnist_lib.errors import UserError
+from mnist_lib.run import fit, fit_together, new_member
+from mnist_lib.speed import StackedTrainer, trains_together
+
+CPU = torch.device("cpu")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def slow_micro(**overrides) -> TrainConfig:
+    """MicroNet on 4,000 images at a low learning rate: two seeds learn (to 40-50 % on 1,000
+    test images) without the first steps' chaos that makes any two roundings diverge."""
+    base = {"epochs": 2, "limit_train": 4000, "limit_test": 1000, "lr": 0.02, "precision": "fp32"}
+    return recipe("micro", **{**base, **overrides})
+
+
+def together(cfgs: list[TrainConfig], dirs: list, mnist, device: str = "cpu", **options) -> list:
+    return fit_together(
+        cfgs, dirs, device=device, progress=False, log=silent, data=mnist, together=True, **options
+    )
+
+
+def test_a_cpu_trains_seeds_one_at_a_time_and_a_gpu_together():
+    assert not trains_together(CPU)
+    assert trains_together(torch.device("cuda"))
+
+
+def test_runs_together_start_from_the_weights_each_has_alone(mnist):
+    cfg = recipe("net", limit_train=512, limit_test=256)
+    data = DeviceData.from_mnist(mnist, CPU, 512, 256)
+    seeds = (0, 3)
+    members = [new_member(replace(cfg, seed=s), CPU, 512) for s in seeds]
+    trainer = StackedTrainer(members, data, cfg, None, cfg.shards)
+    for row, seed in enumerate(seeds):
+        alone = new_member(replace(cfg, seed=seed), CPU, 512)
+        for weight, stacked in zip(alone.model.parameters(), trainer.params, strict=True):
+            assert torch.equal(weight, stacked[row])
+        for weight, stacked in zip(alone.ema.module.parameters(), trainer.avg_params, strict=True):
+            assert torch.equal(weight, stacked[row])
+    assert not torch.equal(trainer.params[0][0], trainer.params[0][1])  # two different starts
+
+
+def test_two_seeds_together_score_within_a_few_test_images_of_each_alone(tmp_path, mnist):
+    cfgs = [slow_micro(seed=s) for s in (0, 1)]
+    both = together(cfgs, [tmp_path / f"together-{c.seed}" for c in cfgs], mnist)
+    for cfg, history in zip(cfgs, both, strict=True):
+        alone = fit_quietly(cfg, tmp_path / f"alone-{cfg.seed}", mnist)
+        assert history.seed == cfg.seed
+        for a, b in zip(alone.epochs, history.epochs, strict=True):
+            assert abs(a.test_acc - b.test_acc) <= 0.8  # 8 of the 1,000 test images
+            assert b.train_loss == pytest.approx(a.train_loss, rel=0.02)
+            assert b.lr == pytest.approx(a.lr)
+        assert history.epochs[-1].test_acc > 30  # they learned (chance: 10 %)
+
+
+def test_an_interrupted_run_together_resumes_to_the_same_numbers(tmp_path, mnist, monkeypatch):
+    cfgs = [slow_micro(seed=s, limit_train=1024) for s in (0, 1)]
+    whole = together(cfgs, [tmp_path / f"whole-{c.seed}" for c in cfgs], mnist)
+    dirs = [tmp_path / f"stopped-{c.seed}" for c in cfgs]
+    train_epoch, calls = StackedTrainer.train_epoch, []
+
+    def stop_in_the_second_epoch(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return train_epoch(self)
+
+    monkeypatch.setattr(StackedTrainer, "train_epoch", stop_in_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        together(cfgs, dirs, mnist)
+    monkeypatch.undo()
+    resumed = together(cfgs, dirs, mnist, resume=[True, True])
+    for a, b in zip(whole, resumed, strict=True):
+        assert [(e.train_loss, e.test_loss, e.test_acc) for e in a.epochs] == [
+            (e.train_loss, e.test_loss, e.test_acc) for e in b.epochs
+        ]
+
+
+def test_a_seed_whose_loss_explodes_is_named(tmp_path, mnist):
+    cfgs = [slow_micro(seed=s, epochs=1, limit_train=1024, lr=1e6) for s in (0, 1)]
+    with pytest.raises(UserError, match=r"NaN/inf in epoch 1, seed 0: the learning rate"):
+        together(cfgs, [tmp_path / f"seed-{c.seed}" for c in cfgs], mnist)
+
+
+def test_runs_together_must_differ_in_their_seed_only(tmp_path, mnist):
+    cfgs = [slow_micro(seed=0), slow_micro(seed=1, lr=0.05)]
+    with pytest.raises(ValueError, match="seed only"):
+        together(cfgs, [tmp_path / "a", tmp_path / "b"], mnist)
+
+
+@needs_cuda
+def test_the_recorded_step_replays_what_the_eager_step_computes(mnist):
+    """The same two seeds, graphs off and on: every epoch's numbers agree up to the GPU's
+    non-deterministic sums (graphs record the first epoch, replay from the second on)."""
+    cuda = torch.device("cuda")
+    cfg = recipe("net", epochs=3, limit_train=4096, limit_test=1000)
+    data = DeviceData.from_mnist(mnist, cuda, 4096, 1000)
+    results = []
+    for graphs in (False, True):
+        members = [new_member(replace(cfg, seed=s), cuda, 4096) for s in (0, 1)]
+        trainer = StackedTrainer(
+            members, data, cfg, autocast_dtype(cuda, "auto"), cfg.shards, graphs=graphs
+        )
+        results.append([(trainer.train_epoch(), trainer.evaluate()) for _ in range(cfg.epochs)])
+        assert (trainer.train_graph is not None) == graphs
+        assert (trainer.eval_graph is not None) == graphs
+    for (eager_stats, eager_scores), (graph_stats, graph_scores) in zip(*results, strict=True):
+        for a, b in zip(eager_stats, graph_stats, strict=True):
+            assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-2)
+            assert b["first_bad_step"] == a["first_bad_step"] == -1
+        for (_, a), (_, b) in zip(eager_scores, graph_scores, strict=True):
+            assert abs(a - b) <= 1.0  # 10 of the 1,000 test images
+
+
+@needs_cuda
+def test_a_run_on_the_gpu_scores_as_the_eager_loop_does(tmp_path, mnist):
+    cfg = slow_micro()
+    graphed = fit(cfg, tmp_path / "graphed", device="cuda", progress=False, log=silent, data=mnist)
+    eager = fit_together(
+        [cfg], [tmp_path / "eager"], device="cuda", progress=False, log=silent, data=mnist,
+        together=False,
+    )[0]  # fmt: skip
+    for a, b in zip(eager.epochs, graphed.epochs, strict=True):
+        assert abs(a.test_acc - b.test_acc) <= 1.0
+    assert graphed.epochs[-1].test_acc > 30
