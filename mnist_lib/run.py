@@ -71,6 +71,7 @@ class History:
     precision: str = ""
     torch: str = ""
     hardware: str = ""
+    together: int = 1  # runs trained as one network with this one; they share epoch seconds
 
     @property
     def split(self) -> str:
@@ -96,6 +97,7 @@ class History:
                 "precision",
                 "torch",
                 "hardware",
+                "together",
                 "config",
             )
         }
@@ -524,11 +526,13 @@ def train_group(
         else LoopTrainer(runs[0], dd, amp, shards, progress)
     )
     seeds = ", ".join(str(r.cfg.seed) for r in runs)
+    for run in runs:
+        run.history.together = len(runs)
     log(
         f"training {cfg.model} ({runs[0].history.params:,} params) on {dev} "
         f"({runs[0].history.precision}), {len(dd.train_y):,} train / {len(dd.eval_y):,} "
         f"{dd.split} images, seed{'s' if len(runs) > 1 else ''} {seeds}"
-        + (f", {len(runs)} runs as one" if len(runs) > 1 else "")
+        + (f" ({len(runs)} runs as one network)" if len(runs) > 1 else "")
     )
     for epoch in range(len(runs[0].history.epochs) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()

@@ -55,12 +55,15 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return max(1, n_train // min(batch_size, n_train))
 
 
-def training_loss(log_probs: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    """The batch's mean negative log-probability of the true classes; with label ``smoothing``
-    the target is 1 - smoothing on the true class plus smoothing / 10 on every class."""
+def training_loss(
+    log_probs: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0, reduction: str = "mean"
+) -> torch.Tensor:
+    """The batch's mean negative log-probability of the true classes (``reduction="none"``: each
+    image's); with label ``smoothing`` the target is 1 - smoothing on the true class plus
+    smoothing / 10 on every class."""
     if smoothing:  # cross_entropy's log_softmax leaves log-probabilities as they are
-        return F.cross_entropy(log_probs, y, label_smoothing=smoothing)
-    return F.nll_loss(log_probs, y)
+        return F.cross_entropy(log_probs, y, label_smoothing=smoothing, reduction=reduction)
+    return F.nll_loss(log_probs, y, reduction=reduction)
 
 
 class Step(Protocol):

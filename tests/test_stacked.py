@@ -11,10 +11,11 @@ from helpers import fit_quietly, silent
 
 from mnist_lib.config import TrainConfig, recipe
 from mnist_lib.data import DeviceData
-from mnist_lib.device import autocast_dtype
 from mnist_lib.errors import UserError
+from mnist_lib.model import build_model, model_names
 from mnist_lib.run import fit, fit_together, new_member
 from mnist_lib.speed import StackedTrainer, trains_together
+from mnist_lib.speed.widen import copy_rows, widen
 
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -46,11 +47,37 @@ def test_runs_together_start_from_the_weights_each_has_alone(mnist):
     trainer = StackedTrainer(members, data, cfg, None, cfg.shards)
     for row, seed in enumerate(seeds):
         alone = new_member(replace(cfg, seed=seed), CPU, 512)
-        for weight, stacked in zip(alone.model.parameters(), trainer.params, strict=True):
-            assert torch.equal(weight, stacked[row])
-        for weight, stacked in zip(alone.ema.module.parameters(), trainer.avg_params, strict=True):
-            assert torch.equal(weight, stacked[row])
-    assert not torch.equal(trainer.params[0][0], trainer.params[0][1])  # two different starts
+        for weight, wide in zip(alone.model.parameters(), trainer.params, strict=True):
+            assert torch.equal(weight, copy_rows(wide, 2)[row])
+        for weight, wide in zip(alone.ema.module.parameters(), trainer.avg_params, strict=True):
+            assert torch.equal(weight, copy_rows(wide, 2)[row])
+        for buffer, wide in zip(alone.model.buffers(), trainer.buffers, strict=True):
+            assert torch.equal(buffer, copy_rows(wide, 2)[row])
+    first = copy_rows(trainer.params[0], 2)
+    assert not torch.equal(first[0], first[1])  # two different starts
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_the_widened_network_computes_each_copy_as_it_is(name):
+    """Every model, course and experiment: copy r of the widened network, fed channel r, gives
+    copy r's log-probabilities, in eval mode (running statistics) and in train mode (batch
+    statistics), and its BatchNorm statistics move as copy r's do."""
+    torch.manual_seed(0)
+    models = [build_model(name, dropout=0.0) for _ in range(3)]  # dropout draws differ
+    for m in models:  # BatchNorm statistics that differ between the copies
+        for p in m.buffers():
+            if p.is_floating_point():
+                p.uniform_(0.5, 1.5)
+    wide = widen(models)
+    x = torch.randn(8, 3, 28, 28)
+    for train in (False, True):
+        wide.train(train)
+        out = wide(x)
+        for r, m in enumerate(models):
+            m.train(train)
+            torch.testing.assert_close(out[:, :, r], m(x[:, r : r + 1]), rtol=1e-4, atol=1e-5)
+    for buffer, rows in zip(models[2].buffers(), wide.buffers(), strict=True):
+        torch.testing.assert_close(copy_rows(rows, 3)[2], buffer)
 
 
 def test_two_seeds_together_score_within_a_few_test_images_of_each_alone(tmp_path, mnist):
@@ -60,7 +87,7 @@ def test_two_seeds_together_score_within_a_few_test_images_of_each_alone(tmp_pat
         alone = fit_quietly(cfg, tmp_path / f"alone-{cfg.seed}", mnist)
         assert history.seed == cfg.seed
         for a, b in zip(alone.epochs, history.epochs, strict=True):
-            assert abs(a.test_acc - b.test_acc) <= 0.8  # 8 of the 1,000 test images
+            assert abs(a.test_acc - b.test_acc) <= 1.0  # 10 of the 1,000 test images
             assert b.train_loss == pytest.approx(a.train_loss, rel=0.02)
             assert b.lr == pytest.approx(a.lr)
         assert history.epochs[-1].test_acc > 30  # they learned (chance: 10 %)
@@ -101,32 +128,41 @@ def test_runs_together_must_differ_in_their_seed_only(tmp_path, mnist):
         together(cfgs, [tmp_path / "a", tmp_path / "b"], mnist)
 
 
+def exact_gpu_sums(monkeypatch) -> None:
+    """fp32 convolutions and matrix products in fp32 (not TF32), with deterministic algorithms:
+    two ways of running the same numbers then round alike."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+
+
 @needs_cuda
-def test_the_recorded_step_replays_what_the_eager_step_computes(mnist):
-    """The same two seeds, graphs off and on: every epoch's numbers agree up to the GPU's
-    non-deterministic sums (graphs record the first epoch, replay from the second on)."""
+def test_the_recorded_step_replays_what_the_eager_step_computes(mnist, monkeypatch):
+    """The same two seeds, graphs off and on: the same numbers every epoch up to rounding
+    (graphs record the first epoch's step and the second epoch's test pass, and replay them from
+    then on). In fp32: in bf16 the first epoch's mean loss differed by 1.1e-4 (H200)."""
+    exact_gpu_sums(monkeypatch)
     cuda = torch.device("cuda")
-    cfg = recipe("net", epochs=3, limit_train=4096, limit_test=1000)
+    cfg = recipe("net", epochs=3, limit_train=4096, limit_test=1000, lr=0.02)
     data = DeviceData.from_mnist(mnist, cuda, 4096, 1000)
     results = []
     for graphs in (False, True):
         members = [new_member(replace(cfg, seed=s), cuda, 4096) for s in (0, 1)]
-        trainer = StackedTrainer(
-            members, data, cfg, autocast_dtype(cuda, "auto"), cfg.shards, graphs=graphs
-        )
+        trainer = StackedTrainer(members, data, cfg, None, cfg.shards, graphs=graphs)
         results.append([(trainer.train_epoch(), trainer.evaluate()) for _ in range(cfg.epochs)])
         assert (trainer.train_graph is not None) == graphs
         assert (trainer.eval_graph is not None) == graphs
     for (eager_stats, eager_scores), (graph_stats, graph_scores) in zip(*results, strict=True):
         for a, b in zip(eager_stats, graph_stats, strict=True):
-            assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-2)
+            assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
             assert b["first_bad_step"] == a["first_bad_step"] == -1
         for (_, a), (_, b) in zip(eager_scores, graph_scores, strict=True):
-            assert abs(a - b) <= 1.0  # 10 of the 1,000 test images
+            assert abs(a - b) <= 0.5  # 5 of the 1,000 test images
 
 
 @needs_cuda
-def test_a_run_on_the_gpu_scores_as_the_eager_loop_does(tmp_path, mnist):
+def test_a_run_on_the_gpu_scores_as_the_eager_loop_does(tmp_path, mnist, monkeypatch):
+    exact_gpu_sums(monkeypatch)
     cfg = slow_micro()
     graphed = fit(cfg, tmp_path / "graphed", device="cuda", progress=False, log=silent, data=mnist)
     eager = fit_together(
@@ -134,5 +170,5 @@ def test_a_run_on_the_gpu_scores_as_the_eager_loop_does(tmp_path, mnist):
         together=False,
     )[0]  # fmt: skip
     for a, b in zip(eager.epochs, graphed.epochs, strict=True):
-        assert abs(a.test_acc - b.test_acc) <= 1.0
+        assert abs(a.test_acc - b.test_acc) <= 1.0  # 10 of the 1,000 test images, as on the CPU
     assert graphed.epochs[-1].test_acc > 30

@@ -50,6 +50,17 @@ def test_summarize_by_hand():
     assert "passed 2/3" in table and table.count("FAIL") == 1 and "worst 99.30" in table
 
 
+def test_runs_trained_together_share_their_epoch_seconds():
+    """Three runs trained as one network each record the shared epoch's wall time: each run's
+    time is its third of it, and the summary says they trained together."""
+    histories = [made_history([98.0] * 10 + last, seed=seed) for seed, last in LAST_5.items()]
+    for h in histories:
+        h.together = 3
+    s = summarize(histories)
+    assert s["seconds_per_run"] == pytest.approx(15 * 1.5 / 3) and s["trained_together"] == 3
+    assert summarize([made_history([99.5] * 15)])["trained_together"] == 1
+
+
 def test_run_seeds_keeps_a_finished_seed(tmp_path, mnist):
     out = tmp_path / "sweep"
     fit_quietly(small_config(seed=0), out / "seed-0", mnist)

@@ -1,10 +1,9 @@
-"""Several runs of one recipe trained as one, and the whole training step as one CUDA graph.
+"""Several runs of one recipe trained as one network, and the whole training step as one CUDA graph.
 
-The runs differ only in their seed. Their weights, BatchNorm statistics, momentum buffers and
-weight averages are stacked along a new first dimension (one row per run), and `torch.func.vmap`
-runs the model once over all rows: each run keeps its own weights, initialisation, batch order,
-augmentation draws and BatchNorm statistics, as if it were trained alone. (vmap turns a
-convolution with stacked weights into one grouped convolution, one group per run.)
+The runs differ only in their seed. `mnist_lib.speed.widen` puts their networks side by side as
+one network of grouped convolutions, one group per run: each run keeps its own weights,
+initialisation, batch order, augmentation draws and BatchNorm statistics, as if it were trained
+alone, and the GPU runs every layer once for all of them.
 
 One training step (gather the batch, augment, forward, loss, backward, SGD, weight average) is
 a function of tensors that stay where they are: the epoch's batch order, augmentation matrices,
@@ -16,15 +15,12 @@ way. On a CPU the same functions simply run.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from ..augment import affine, random_thetas
 from ..config import TrainConfig
@@ -32,6 +28,7 @@ from ..data import DeviceData
 from ..device import autocast
 from ..ema import Ema
 from ..train import steps_per_epoch, training_loss
+from .widen import copy_rows, widen
 
 WARM_UP_STEPS = 3  # eager steps on a side stream before a CUDA graph is recorded (see its docs)
 
@@ -46,10 +43,6 @@ class Member:
     optimizer: torch.optim.SGD
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator
-
-
-def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack([t.detach().contiguous() for t in tensors])
 
 
 class StackedTrainer:
@@ -77,28 +70,17 @@ class StackedTrainer:
         self.steps = steps_per_epoch(n, self.batch)
         self.shards = shards
         self.augment = cfg.rotate > 0 or cfg.shift > 0
-        models = [m.model for m in members]
-        self.base = batchable(copy.deepcopy(models[0]).to("meta"))  # the weights are below
-        self.param_names = [k for k, _ in models[0].named_parameters()]
-        self.buffer_names = [k for k, _ in models[0].named_buffers()]
-        self.params = [
-            stack([dict(m.named_parameters())[k] for m in models]).requires_grad_()
-            for k in self.param_names
-        ]
-        self.buffers = [
-            stack([dict(m.named_buffers())[k] for m in models]) for k in self.buffer_names
-        ]
+        self.layout = torch.channels_last  # what cuDNN's and oneDNN's fast kernels read
+        self.wide = widen([m.model for m in members]).to(memory_format=self.layout)
+        self.avg = (
+            widen([m.ema.module for m in members]).to(memory_format=self.layout)
+            if cfg.ema
+            else self.wide
+        )
+        self.params = list(self.wide.parameters())
+        self.buffers = list(self.wide.buffers())
+        self.avg_params, self.avg_buffers = list(self.avg.parameters()), list(self.avg.buffers())
         self.momenta = self.stacked_momenta()
-        if cfg.ema:
-            averages = [m.ema.module for m in members]
-            self.avg_params = [
-                stack([dict(a.named_parameters())[k] for a in averages]) for k in self.param_names
-            ]
-            self.avg_buffers = [
-                stack([dict(a.named_buffers())[k] for a in averages]) for k in self.buffer_names
-            ]
-        else:
-            self.avg_params, self.avg_buffers = self.params, self.buffers
         dev, s, b = self.device, self.runs, self.batch
         # The epoch's tables, filled by `prepare_epoch`, and the step counter that indexes them.
         self.order = torch.zeros(s, self.steps, b, dtype=torch.long, device=dev)
@@ -116,37 +98,30 @@ class StackedTrainer:
         self.evaluated = False
 
     def stacked_momenta(self) -> list[torch.Tensor]:
-        """SGD's momentum buffers, stacked (zeros before the first step: SGD's first buffer is
-        the gradient itself, which momentum x 0 + gradient also gives)."""
+        """SGD's momentum buffers, side by side as the weights are (zeros before the first step:
+        SGD's first buffer is the gradient itself, which momentum x 0 + gradient also gives)."""
+        momenta = [torch.zeros_like(p) for p in self.params]
+        for r, m in enumerate(self.members):
+            for buf, p in zip(momenta, m.model.parameters(), strict=True):
+                saved = m.optimizer.state.get(p, {}).get("momentum_buffer")
+                if saved is not None:
+                    copy_rows(buf, self.runs)[r].copy_(saved)
+        return momenta
 
-        def buffer(m: Member, p: torch.Tensor) -> torch.Tensor:
-            saved = m.optimizer.state.get(p, {}).get("momentum_buffer")
-            return torch.zeros_like(p) if saved is None else saved
+    # -- the network of all runs -------------------------------------------------------------
 
-        per_member = [list(m.model.parameters()) for m in self.members]
-        return [
-            stack(
-                [buffer(m, params[i]) for m, params in zip(self.members, per_member, strict=True)]
-            )
-            for i in range(len(self.param_names))
-        ]
+    def side_by_side(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (runs, B, 1, H, W), one batch per run, as the widened network's input
+        (B, runs, H, W): each run's image is a channel."""
+        return x.squeeze(2).transpose(0, 1).contiguous(memory_format=self.layout)
 
-    # -- the model over all runs -------------------------------------------------------------
-
-    def forward(
-        self, params: list[torch.Tensor], buffers: list[torch.Tensor], x: torch.Tensor
-    ) -> torch.Tensor:
-        """Log-probabilities (runs, B, 10) of images ``x``: (runs, B, 1, 28, 28), or (B, 1, 28,
-        28) shared by all runs."""
-
-        def one(p: tuple, b: tuple, xi: torch.Tensor) -> torch.Tensor:
-            names = [*self.param_names, *self.buffer_names]
-            return functional_call(self.base, dict(zip(names, (*p, *b), strict=True)), (xi,))
-
-        in_x = 0 if x.dim() == 5 else None
-        return torch.vmap(one, in_dims=(0, 0, in_x), randomness="different")(
-            tuple(params), tuple(buffers), x
-        )
+    def log_probs(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Every run's log-probabilities (B, 10, runs) of input (B, runs, H, W), in fp32."""
+        with autocast(self.device, self.amp):
+            out = model(x)
+        if out.shape != (len(x), 10, self.runs):
+            raise ValueError(f"{self.cfg.model} does not keep the runs apart: output {out.shape}")
+        return out.float()
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -154,24 +129,25 @@ class StackedTrainer:
         """The step at ``step_index`` of the epoch's tables, for every run; no host sync."""
         s, b, i = self.runs, self.batch, self.step_index
         idx = self.order.index_select(1, i).squeeze(1)  # (runs, B)
-        x, y = self.data.train_x[idx], self.data.train_y[idx]  # (runs, B, 1, 28, 28), (runs, B)
+        x, y = self.data.train_x[idx], self.data.train_y[idx].T  # (runs, B, 1, 28, 28), (B, runs)
         if self.augment:
             thetas = self.thetas.index_select(1, i).squeeze(1)  # (runs, B, 2, 3)
             x = affine(x.flatten(0, 1), thetas.flatten(0, 1)).unflatten(0, (s, b))
+        x = self.side_by_side(x)
         lr, momentum, weight = self.rates.index_select(0, i).squeeze(0).unbind()
-        self.base.train()
+        self.wide.train()
         loss = torch.zeros(s, device=self.device)
         correct = torch.zeros(s, dtype=torch.long, device=self.device)
         first_shard_buffers: list[torch.Tensor] = []
-        shards = zip(x.tensor_split(self.shards, 1), y.tensor_split(self.shards, 1), strict=True)
-        for k, (xs, ys) in enumerate(shards):
+        for k, (xs, ys) in enumerate(
+            zip(x.tensor_split(self.shards), y.tensor_split(self.shards), strict=True)
+        ):
             if k == 1:  # BatchNorm's running statistics come from the first shard (ShardedStep)
                 first_shard_buffers = [t.clone() for t in self.buffers]
-            with autocast(self.device, self.amp):
-                log_probs = self.forward(self.params, self.buffers, xs).float()  # (runs, b, 10)
-            per_run = torch.vmap(partial(training_loss, smoothing=self.cfg.label_smoothing))
-            loss = loss + per_run(log_probs, ys) * (ys.shape[1] / b)
-            correct = correct + (log_probs.argmax(-1) == ys).sum(1)
+            log_probs = self.log_probs(self.wide, xs)  # (b, 10, runs)
+            per_image = training_loss(log_probs, ys, self.cfg.label_smoothing, reduction="none")
+            loss = loss + per_image.mean(0) * (len(ys) / b)  # each run's mean, by its share
+            correct = correct + (log_probs.argmax(1) == ys).sum(0)
         grads = torch.autograd.grad(loss.sum(), self.params)
         with torch.no_grad():
             if first_shard_buffers:
@@ -293,17 +269,17 @@ class StackedTrainer:
     @torch.no_grad()
     def eval_pass(self) -> None:
         """Loss sum and correct predictions of every run's evaluated weights on the eval set."""
-        self.base.eval()
+        self.avg.eval()
         self.eval_loss.zero_()
         self.eval_correct.zero_()
         x_all, y_all, size = self.data.eval_x, self.data.eval_y, self.cfg.eval_batch_size
         for start in range(0, len(y_all), size):
             x, y = x_all[start : start + size], y_all[start : start + size]
-            with autocast(self.device, self.amp):
-                log_probs = self.forward(self.avg_params, self.avg_buffers, x).float()
-            nll = F.nll_loss(log_probs.flatten(0, 1), y.repeat(self.runs), reduction="none")
-            self.eval_loss.add_(nll.view(self.runs, -1).sum(1))
-            self.eval_correct.add_((log_probs.argmax(-1) == y).sum(1))
+            x = self.side_by_side(x.expand(self.runs, *x.shape))  # the same images for every run
+            log_probs = self.log_probs(self.avg, x)  # (b, 10, runs)
+            y = y[:, None].expand(len(y), self.runs)
+            self.eval_loss.add_(F.nll_loss(log_probs, y, reduction="none").sum(0))
+            self.eval_correct.add_((log_probs.argmax(1) == y).sum(0))
 
     def evaluate(self) -> list[tuple[float, float]]:
         """Mean loss and accuracy (%) of every run on the eval set, as `train.evaluate`."""
@@ -328,46 +304,16 @@ class StackedTrainer:
 
     @torch.no_grad()
     def store(self) -> None:
-        """Copy the stacked state into each member's model, average and optimizer."""
+        """Copy each run's part of the widened networks into its model, average and optimizer."""
         for r, m in enumerate(self.members):
-            torch._foreach_copy_(list(m.model.parameters()), [p[r] for p in self.params])
-            torch._foreach_copy_(list(m.model.buffers()), [b[r] for b in self.buffers])
+            mine = [copy_rows(t, self.runs)[r] for t in (*self.params, *self.buffers)]
+            torch._foreach_copy_([*m.model.parameters(), *m.model.buffers()], mine)
             for p, buf in zip(m.model.parameters(), self.momenta, strict=True):
-                m.optimizer.state[p]["momentum_buffer"] = buf[r].clone()
+                m.optimizer.state[p]["momentum_buffer"] = copy_rows(buf, self.runs)[r].clone()
             if m.ema is not None:
                 average = m.ema.module
-                torch._foreach_copy_(list(average.parameters()), [p[r] for p in self.avg_params])
-                torch._foreach_copy_(list(average.buffers()), [b[r] for b in self.avg_buffers])
-
-
-class GlobalMean(nn.Module):
-    """`nn.AdaptiveAvgPool2d(1)` as a plain mean, which vmap batches (it has no batching rule
-    for adaptive pooling, falls back to a loop over the runs and warns)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean((-2, -1), keepdim=True)
-
-
-class FloatBatchNorm(nn.BatchNorm2d):
-    """`nn.BatchNorm2d` on an fp32 copy of its input, returned in the input's dtype. Under vmap,
-    CUDA's BatchNorm backward wants its running statistics in the input's dtype (bf16 under
-    autocast); in fp32 it is what BatchNorm computes inside anyway."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).to(x.dtype)
-
-
-def batchable(model: nn.Module) -> nn.Module:
-    """``model`` with its global average poolings as `GlobalMean` and its BatchNorms as
-    `FloatBatchNorm`: the same up to rounding, and both run under vmap."""
-    for name, child in model.named_children():
-        if isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size in (1, (1, 1)):
-            setattr(model, name, GlobalMean())
-        elif type(child) is nn.BatchNorm2d:
-            child.__class__ = FloatBatchNorm
-        else:
-            batchable(child)
-    return model
+                mine = [copy_rows(t, self.runs)[r] for t in (*self.avg_params, *self.avg_buffers)]
+                torch._foreach_copy_([*average.parameters(), *average.buffers()], mine)
 
 
 def autocast_cache_off(device: torch.device, amp: torch.dtype | None):
