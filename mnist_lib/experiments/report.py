@@ -12,6 +12,11 @@ from .sweep import load_summary
 SWEEPS = tuple(RESULTS_DIR / f"sweep-{name}" for name in ("net", "net-gpu", "tiny", "micro"))
 
 
+def duration(seconds: float) -> str:
+    """Seconds as "42 s" under a minute, else as "5.1 min"."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def results_table(sweeps: Sequence[Path] = SWEEPS) -> str:
     """A markdown table: one row per sweep, read from its summary.json."""
     rows = [
@@ -28,7 +33,7 @@ def results_table(sweeps: Sequence[Path] = SWEEPS) -> str:
             f"| {final['mean']:.2f} ± {final['std']:.2f} % "
             f"| {low['mean']:.2f} ± {low['std']:.2f} % "
             f"| {s['worst_min_last']:.2f} % | {s['passed']}/{s['total']} (seeds {seeds}) "
-            f"| {s['seconds_per_run'] / 60:.1f} min "
+            f"| {duration(s['seconds_per_run'])} "
             f"| {s['hardware']} ({s['device']}, {s['precision']}), torch {s['torch']} |"
         )
     return "\n".join(rows)
