@@ -48,9 +48,9 @@ class Member:
 class StackedTrainer:
     """Trains ``members`` (same config ``cfg`` but the seed) together on ``data``'s device.
 
-    `train_epoch` and `evaluate` work on the stacked tensors; `store` copies them back into each
-    member's model, weight average and optimizer, for its checkpoint. Build it after loading a
-    checkpoint: it starts from the members' current state.
+    `train_epoch` and `evaluate` work on the widened networks (`mnist_lib.speed.widen`); `store`
+    copies each run's part back into its model, weight average and optimizer, for its checkpoint.
+    Build it after loading a checkpoint: it starts from the members' current state.
     """
 
     def __init__(
