@@ -40,14 +40,19 @@ class Ema:
             [m for a, m in pairs if not a.is_floating_point()],
         )  # copied, not averaged
 
+    def next_weight(self) -> float:
+        """The next update's weight 1 - d of the model (1 at the first update: a copy)."""
+        if self.updates == 0:
+            return 1.0
+        return 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+
     @torch.no_grad()
     def update(self) -> None:
         """Move the average towards the model's weights (call after every optimizer step)."""
         if self.updates == 0:
             torch._foreach_copy_(*self.floats)
         else:
-            d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-            torch._foreach_lerp_(*self.floats, 1 - d)
+            torch._foreach_lerp_(*self.floats, self.next_weight())
         if self.counters[0]:
             torch._foreach_copy_(*self.counters)
         self.updates += 1

@@ -32,7 +32,14 @@ from .errors import UserError
 from .files import load_torch, read_json, save_torch, write_json
 from .model import build_model, count_params
 from .speed import Member, StackedTrainer, make_step, trains_together
-from .train import evaluate, make_optimizer, make_scheduler, steps_per_epoch, train_one_epoch
+from .train import (
+    evaluate,
+    make_optimizer,
+    make_scheduler,
+    shards_per_step,
+    steps_per_epoch,
+    train_one_epoch,
+)
 
 try:
     import fcntl
@@ -53,6 +60,7 @@ class Epoch:
     val_acc: float | None = None
     lr: float = 0.0  # the learning rate at the end of the epoch
     seconds: float = 0.0  # wall time of the epoch's training and scoring
+    together: int | None = None  # runs trained as one network in this epoch, sharing its seconds
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -71,7 +79,6 @@ class History:
     precision: str = ""
     torch: str = ""
     hardware: str = ""
-    together: int = 1  # runs trained as one network with this one; they share epoch seconds
 
     @property
     def split(self) -> str:
@@ -97,7 +104,6 @@ class History:
                 "precision",
                 "torch",
                 "hardware",
-                "together",
                 "config",
             )
         }
@@ -374,19 +380,16 @@ def fit_together(
         with contextlib.ExitStack() as making:
             for target in targets:
                 making.enter_context(made(target.path))
-            starts = zip(cfgs, targets, resumes, strict=True)
+            starts = zip(cfgs, targets, folders, resumes, strict=True)
             if together:
-                runs = [start_run(c, t, dd, amp, r, log) for c, t, r in starts]
+                runs = [start_run(c, t, f, dd, amp, r, log) for c, t, f, r in starts]
                 for group in run_groups(runs):
                     train_group(group, dd, amp, together, progress, log)
             else:  # each run seeded just before it trains, as if it were alone
                 runs = []
-                for c, t, r in starts:
-                    runs.append(start_run(c, t, dd, amp, r, log))
+                for c, t, f, r in starts:
+                    runs.append(start_run(c, t, f, dd, amp, r, log))
                     train_group(runs[-1:], dd, amp, together, progress, log)
-        for folder, target in zip(folders, targets, strict=True):
-            if target != folder:
-                folder.replace_with(target)
     return [run.history for run in runs]
 
 
@@ -395,9 +398,10 @@ class Run:
     """A run being trained: its config, folder, history, and the objects that train it."""
 
     cfg: TrainConfig
-    folder: RunFolder
+    folder: RunFolder  # where it trains: ``home``, or a replacement's staging folder in it
     history: History
     member: Member
+    home: RunFolder
 
     @property
     def eval_model(self) -> nn.Module:
@@ -420,13 +424,15 @@ class Run:
 
     def finish(self) -> None:
         """The model, then the history that marks the run finished (also when resuming a run
-        killed after its last checkpoint)."""
+        killed after its last checkpoint); a replacement then moves into its home folder."""
         save_torch(
             self.folder.model,
             {"model": self.cfg.model, "config": asdict(self.cfg),
              "state_dict": self.eval_model.state_dict()},
         )  # fmt: skip
         write_json(self.folder.history, self.history.to_json())
+        if self.folder != self.home:
+            self.home.replace_with(self.folder)
 
 
 def new_member(cfg: TrainConfig, device: torch.device, n_train: int) -> Member:
@@ -444,6 +450,7 @@ def new_member(cfg: TrainConfig, device: torch.device, n_train: int) -> Member:
 def start_run(
     cfg: TrainConfig,
     folder: RunFolder,
+    home: RunFolder,
     dd: DeviceData,
     amp: torch.dtype | None,
     resume: bool,
@@ -462,7 +469,7 @@ def start_run(
         torch=torch.__version__,
         hardware=hardware(dev),
     )
-    run = Run(cfg, folder, history, member)
+    run = Run(cfg, folder, history, member, home)
     if resume and folder.checkpoint.exists():
         ckpt = load_checkpoint(folder.checkpoint, cfg)
         for name, obj in run.state().items():
@@ -519,15 +526,13 @@ def train_group(
 ) -> None:
     """The remaining epochs of ``runs`` (all at the same epoch), checkpointed after each."""
     cfg, dev = runs[0].cfg, dd.train_x.device
-    shards = min(cfg.shards, cfg.batch_size, len(dd.train_y))
+    shards = shards_per_step(cfg, len(dd.train_y))
     trainer = (
         StackedTrainer([r.member for r in runs], dd, cfg, amp, shards)
         if together
         else LoopTrainer(runs[0], dd, amp, shards, progress)
     )
     seeds = ", ".join(str(r.cfg.seed) for r in runs)
-    for run in runs:
-        run.history.together = len(runs)
     log(
         f"training {cfg.model} ({runs[0].history.params:,} params) on {dev} "
         f"({runs[0].history.precision}), {len(dd.train_y):,} train / {len(dd.eval_y):,} "
@@ -562,11 +567,11 @@ def train_group(
                 **{f"{dd.split}_loss": loss, f"{dd.split}_acc": acc},
                 lr=run.member.scheduler.get_last_lr()[0],
                 seconds=seconds,
+                together=len(runs) if len(runs) > 1 else None,
             )
             run.history.epochs.append(row)
             log(
-                f"{seed_note(run, runs).removeprefix(', ')}"
-                f"{': ' if len(runs) > 1 else ''}epoch {epoch:2d}/{cfg.epochs} | train loss "
+                f"{seed_note(run, runs, 'seed {}: ')}epoch {epoch:2d}/{cfg.epochs} | train loss "
                 f"{row.train_loss:.4f} acc {row.train_acc:6.2f}% | {dd.split} loss {loss:.4f} "
                 f"acc {acc:6.2f}% | lr {row.lr:.4f} | {row.seconds:5.1f}s"
             )
@@ -575,9 +580,9 @@ def train_group(
         run.finish()
 
 
-def seed_note(run: Run, runs: list[Run]) -> str:
-    """ ", seed N" when several runs train together, else nothing."""
-    return f", seed {run.cfg.seed}" if len(runs) > 1 else ""
+def seed_note(run: Run, runs: list[Run], form: str = ", seed {}") -> str:
+    """``form`` with the run's seed when several runs train together, else nothing."""
+    return form.format(run.cfg.seed) if len(runs) > 1 else ""
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:

@@ -55,6 +55,11 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return max(1, n_train // min(batch_size, n_train))
 
 
+def shards_per_step(cfg: TrainConfig, n_train: int) -> int:
+    """BatchNorm shards per step: the config's, at most one per image of a batch."""
+    return min(cfg.shards, cfg.batch_size, n_train)
+
+
 def training_loss(
     log_probs: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0, reduction: str = "mean"
 ) -> torch.Tensor:

@@ -14,8 +14,9 @@ from mnist_lib.data import DeviceData
 from mnist_lib.errors import UserError
 from mnist_lib.model import build_model, model_names
 from mnist_lib.run import fit, fit_together, new_member
-from mnist_lib.speed import StackedTrainer, trains_together
+from mnist_lib.speed import StackedTrainer, make_step, trains_together
 from mnist_lib.speed.widen import copy_rows, widen
+from mnist_lib.train import train_one_epoch
 
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -78,6 +79,54 @@ def test_the_widened_network_computes_each_copy_as_it_is(name):
             torch.testing.assert_close(out[:, :, r], m(x[:, r : r + 1]), rtol=1e-4, atol=1e-5)
     for buffer, rows in zip(models[2].buffers(), wide.buffers(), strict=True):
         torch.testing.assert_close(copy_rows(rows, 3)[2], buffer)
+
+
+def test_a_network_that_would_mix_the_copies_is_refused():
+    two_linears = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)
+    )
+    with pytest.raises(ValueError, match="more than one Linear"):
+        widen([two_linears, two_linears])
+
+
+@pytest.mark.parametrize("ema", [0.999, 0.0])
+def test_an_epoch_together_is_the_loop_s_epoch(mnist, ema):
+    """`net` with two BatchNorm shards, weight decay and (or without) the weight average: one
+    epoch by StackedTrainer and by the loop of `train_one_epoch` agree to rounding. Both in the
+    default memory layout: channels-last convolutions on this CPU differ by more than rounding."""
+    cfg = recipe("net", epochs=3, limit_train=512, limit_test=256, precision="fp32", ema=ema,
+                 weight_decay=0.05)  # fmt: skip
+    data = DeviceData.from_mnist(mnist, CPU, 512, 256)
+    loop, together = (new_member(cfg, CPU, 512) for _ in range(2))
+    for m in (loop.model, *([loop.ema.module] if ema else [])):
+        m.to(memory_format=torch.contiguous_format)
+    step = make_step(loop.model, cfg.shards, None)
+    mine = train_one_epoch(
+        loop.model, data, loop.optimizer, loop.scheduler, cfg, loop.generator, step, loop.ema
+    )
+    trainer = StackedTrainer(
+        [together], data, cfg, None, cfg.shards, layout=torch.contiguous_format
+    )
+    [theirs] = trainer.train_epoch()
+    trainer.store()
+    start = new_member(cfg, CPU, 512).model.parameters()
+
+    def off_by(a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor) -> float:
+        return ((a - b).norm() / (a - reference).norm()).item()
+
+    for p, q, p0 in zip(loop.model.parameters(), together.model.parameters(), start, strict=True):
+        assert off_by(p, q, p0) < 0.02  # of the epoch's change
+        a, b = (m.optimizer.state[x]["momentum_buffer"] for m, x in ((loop, p), (together, q)))
+        assert off_by(a, b, torch.zeros_like(a)) < 0.02
+    for a, b in zip(loop.model.buffers(), together.model.buffers(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)  # the first shard's statistics
+    if ema:
+        assert together.ema.updates == loop.ema.updates == 2
+        averages = zip(loop.ema.module.parameters(), together.ema.module.parameters(), strict=True)
+        for (a, b), p0 in zip(averages, new_member(cfg, CPU, 512).model.parameters(), strict=True):
+            assert off_by(a, b, p0) < 0.02
+    assert theirs["train_loss"] == pytest.approx(mine["train_loss"], rel=1e-5)
+    assert together.scheduler.get_last_lr() == loop.scheduler.get_last_lr()
 
 
 def test_two_seeds_together_score_within_a_few_test_images_of_each_alone(tmp_path, mnist):

@@ -9,6 +9,7 @@ import pytest
 from helpers import fit_quietly, made_history, run_cli, silent, small_config
 
 from mnist_lib import UserError
+from mnist_lib import run as run_module
 from mnist_lib.experiments import ablate as ablate_module
 from mnist_lib.experiments.ablate import (
     ablation_commands,
@@ -55,7 +56,8 @@ def test_runs_trained_together_share_their_epoch_seconds():
     time is its third of it, and the summary says they trained together."""
     histories = [made_history([98.0] * 10 + last, seed=seed) for seed, last in LAST_5.items()]
     for h in histories:
-        h.together = 3
+        for e in h.epochs:
+            e.together = 3
     s = summarize(histories)
     assert s["seconds_per_run"] == pytest.approx(15 * 1.5 / 3) and s["trained_together"] == 3
     assert summarize([made_history([99.5] * 15)])["trained_together"] == 1
@@ -78,6 +80,30 @@ def test_run_seeds_keeps_a_finished_seed(tmp_path, mnist):
     seed_0 = read_json(out / "seed-0" / "history.json")
     assert summary["runs"][0]["final"] == seed_0["epochs"][-1]["test_acc"]
     assert read_json(out / "summary.json") == summary
+
+
+def test_a_forced_sweep_moves_each_replacement_in_when_it_finishes(tmp_path, mnist, monkeypatch):
+    """--force trains each seed beside its old run; seed 0's replacement is moved in as soon as
+    it finishes, not only at the end: a sweep stopped during seed 1 loses nothing finished."""
+    out = tmp_path / "sweep"
+    run_seeds(small_config(), [0, 1], out, device="cpu", progress=False, log=silent, data=mnist)
+    old_1 = (out / "seed-1" / "history.json").read_bytes()
+    seed_0_written = (out / "seed-0" / "history.json").stat().st_mtime_ns
+    trained, train_group = [], run_module.train_group
+
+    def stop_before_the_second_seed(runs, *args):
+        trained.append(runs)
+        if len(trained) == 2:
+            raise KeyboardInterrupt
+        return train_group(runs, *args)
+
+    monkeypatch.setattr(run_module, "train_group", stop_before_the_second_seed)
+    with pytest.raises(KeyboardInterrupt):
+        run_seeds(small_config(), [0, 1], out, device="cpu", progress=False, log=silent,
+                  force=True, data=mnist)  # fmt: skip
+    assert not (out / "seed-0" / ".next").exists()
+    assert (out / "seed-0" / "history.json").stat().st_mtime_ns > seed_0_written  # the new run
+    assert (out / "seed-1" / "history.json").read_bytes() == old_1  # the old run, kept
 
 
 def test_a_finished_seed_made_with_other_settings_is_not_reused(tmp_path, mnist):

@@ -39,7 +39,14 @@ from ..files import write_json
 from ..model import build_model
 from ..run import make_model, new_member
 from ..speed import StackedTrainer, make_step, trains_together, worker_threads
-from ..train import evaluate, make_optimizer, make_scheduler, steps_per_epoch, train_one_epoch
+from ..train import (
+    evaluate,
+    make_optimizer,
+    make_scheduler,
+    shards_per_step,
+    steps_per_epoch,
+    train_one_epoch,
+)
 
 
 class PeakMemory:
@@ -156,7 +163,7 @@ def together_epochs(
     """Seconds per epoch (train + test) of ``seeds`` trained as one network (`StackedTrainer`)."""
     amp = autocast_dtype(device, cfg.precision)
     members = [new_member(replace(cfg, seed=s), device, len(data.train_y)) for s in seeds]
-    trainer = StackedTrainer(members, data, cfg, amp, min(cfg.shards, cfg.batch_size))
+    trainer = StackedTrainer(members, data, cfg, amp, shards_per_step(cfg, len(data.train_y)))
     times = []
     for _ in range(cfg.epochs):
         t0 = time.perf_counter()

@@ -129,7 +129,7 @@ def summarize(histories: list[History], max_epochs: int = MAX_EPOCHS) -> dict:
                 "min_last": min(result.last_accs),
                 "final": result.last_accs[-1],
                 "passed": result.passed,
-                "seconds": sum(e.seconds for e in h.epochs) / h.together,  # its share
+                "seconds": sum(e.seconds / (e.together or 1) for e in h.epochs),  # its share
             }
         )
     first = histories[0]
@@ -151,7 +151,7 @@ def summarize(histories: list[History], max_epochs: int = MAX_EPOCHS) -> dict:
         "passed": sum(r["passed"] for r in runs),
         "total": len(runs),
         "seconds_per_run": statistics.fmean(r["seconds"] for r in runs),
-        "trained_together": max(h.together for h in histories),
+        "trained_together": max(e.together or 1 for h in histories for e in h.epochs),
     }
 
 

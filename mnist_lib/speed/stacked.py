@@ -3,7 +3,8 @@
 The runs differ only in their seed. `mnist_lib.speed.widen` puts their networks side by side as
 one network of grouped convolutions, one group per run: each run keeps its own weights,
 initialisation, batch order, augmentation draws and BatchNorm statistics, as if it were trained
-alone, and the GPU runs every layer once for all of them.
+alone (only dropout masks, which the recipes do not use, come from one generator for all), and the
+GPU runs every layer once for all of them.
 
 One training step (gather the batch, augment, forward, loss, backward, SGD, weight average) is
 a function of tensors that stay where they are: the epoch's batch order, augmentation matrices,
@@ -30,7 +31,9 @@ from ..ema import Ema
 from ..train import steps_per_epoch, training_loss
 from .widen import copy_rows, widen
 
-WARM_UP_STEPS = 3  # eager steps on a side stream before a CUDA graph is recorded (see its docs)
+# Eager steps on a side stream before a step is recorded, as PyTorch's CUDA graph docs advise:
+# the first calls set up cuDNN and the allocator, which a recording must not contain.
+WARM_UP_STEPS = 3
 
 
 @dataclass
@@ -61,6 +64,7 @@ class StackedTrainer:
         amp: torch.dtype | None,
         shards: int,
         graphs: bool | None = None,
+        layout: torch.memory_format = torch.channels_last,
     ) -> None:
         self.members, self.data, self.cfg, self.amp = members, data, cfg, amp
         self.device = data.train_x.device
@@ -70,10 +74,14 @@ class StackedTrainer:
         self.steps = steps_per_epoch(n, self.batch)
         self.shards = shards
         self.augment = cfg.rotate > 0 or cfg.shift > 0
-        self.layout = torch.channels_last  # what cuDNN's and oneDNN's fast kernels read
+        # Channels-last by default on every device: on the H200 a plain graphed step ran 2.4x
+        # faster so in bf16 (results/bench/gpu-h200/vmap-profile.txt); the CPU's loop uses it too.
+        self.layout = layout
         self.wide = widen([m.model for m in members]).to(memory_format=self.layout)
         self.avg = (
-            widen([m.ema.module for m in members]).to(memory_format=self.layout)
+            widen([m.ema.module for m in members])
+            .to(memory_format=self.layout)
+            .requires_grad_(False)
             if cfg.ema
             else self.wide
         )
@@ -211,11 +219,7 @@ class StackedTrainer:
                 rates[k, 0], rates[k, 1] = group["lr"], group.get("momentum", 0.0)
                 ema = self.members[0].ema
                 if ema is not None:
-                    rates[k, 2] = (
-                        1.0
-                        if ema.updates == 0
-                        else 1 - min(ema.decay, (1 + ema.updates) / (10 + ema.updates))
-                    )
+                    rates[k, 2] = ema.next_weight()
                 for m in self.members:
                     m.scheduler.step()
                     if m.ema is not None:
@@ -257,12 +261,12 @@ class StackedTrainer:
             for _ in range(warm):
                 self.train_step()
         torch.cuda.current_stream(self.device).wait_stream(side)
-        self.train_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.train_graph), autocast_cache_off(self.device, self.amp):
-            self.train_step()
-        self.step_index.fill_(warm)  # recording moved the counter but did not train
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), autocast_cache_off(self.device, self.amp):
+            self.train_step()  # recorded, not run: the counter stays at the warm-up's end
+        self.train_graph = graph
         for _ in range(self.steps - warm):
-            self.train_graph.replay()
+            graph.replay()
 
     # -- the test pass -------------------------------------------------------------------------
 
@@ -288,9 +292,10 @@ class StackedTrainer:
         elif self.eval_graph is None:
             self.eval_pass()  # the first pass warms up; the second is recorded
             if self.evaluated:
-                self.eval_graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self.eval_graph):
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph), autocast_cache_off(self.device, self.amp):
                     self.eval_pass()
+                self.eval_graph = graph
             self.evaluated = True
         else:
             self.eval_graph.replay()
@@ -316,7 +321,7 @@ class StackedTrainer:
                 torch._foreach_copy_([*average.parameters(), *average.buffers()], mine)
 
 
-def autocast_cache_off(device: torch.device, amp: torch.dtype | None):
+def autocast_cache_off(device: torch.device, amp: torch.dtype | None) -> torch.autocast:
     """Autocast without its weight cache, which a CUDA graph must not hold across replays."""
     return torch.autocast(
         device.type, dtype=amp or torch.float32, enabled=amp is not None, cache_enabled=False

@@ -51,6 +51,10 @@ def wide_layer(layers: list[nn.Module]) -> nn.Module | None:
             device="meta",
         )
     elif isinstance(first, nn.BatchNorm2d):
+        if not (first.affine and first.track_running_stats):
+            raise ValueError(
+                "cannot put BatchNorm layers without weights or statistics side by side"
+            )
         wide = nn.BatchNorm2d(first.num_features * n, first.eps, first.momentum, device="meta")
     elif isinstance(first, nn.Linear):
         wide = GroupedLinear(n, first.in_features)
@@ -72,6 +76,9 @@ def wide_layer(layers: list[nn.Module]) -> nn.Module | None:
 def widen(models: list[nn.Module]) -> nn.Module:
     """One network computing ``models`` (copies of one architecture) side by side, starting from
     their weights and statistics (copied)."""
+    linears = [m for m in models[0].modules() if isinstance(m, nn.Linear)]
+    if len(linears) > 1:  # a GroupedLinear's output (B, out, copies) is no next Linear's input
+        raise ValueError("cannot put a network with more than one Linear layer side by side")
     wide = copy.deepcopy(models[0])
     by_name = [dict(m.named_modules()) for m in models]
     for name, module in list(wide.named_modules()):
