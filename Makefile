@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run smoke test lint bench clean
+.PHONY: setup run smoke test lint bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,16 @@ lint: setup
 
 bench: setup
 	$(PY) -m mnist_lib bench
+
+# Where a CUDA GPU is: its tests (CUDA graphs against eager steps), a 5-seed check of `net` with
+# the seeds trained together, and the GPU benchmark, written under runs/gpu-check/.
+gpu-check: setup
+	$(PY) -m mnist_lib train --device cuda --epochs 1 --limit-train 512 --limit-test 512 \
+		--out runs/gpu-check/probe --force --no-progress
+	$(PY) -m pytest -o addopts="" tests -m gpu
+	$(PY) -m mnist_lib seeds --device cuda --seeds 0 1 2 3 4 --out runs/gpu-check/sweep-net \
+		--force --no-progress
+	$(PY) -m mnist_lib bench --device cuda --epochs 3 --out runs/gpu-check/bench.json
 
 clean:
 	rm -rf $(VENV)

@@ -118,6 +118,7 @@ def test_worker_threads():
         torch.set_num_threads(saved)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graphs_compute_what_eager_passes_compute(batch, monkeypatch):
     """On a GPU the replicas replay CUDA graphs: the same gradients and BatchNorm statistics as

@@ -19,7 +19,6 @@ from mnist_lib.speed.widen import copy_rows, widen
 from mnist_lib.train import train_one_epoch
 
 CPU = torch.device("cpu")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def slow_micro(**overrides) -> TrainConfig:
@@ -185,7 +184,8 @@ def exact_gpu_sums(monkeypatch) -> None:
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
 
 
-@needs_cuda
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_recorded_step_replays_what_the_eager_step_computes(mnist, monkeypatch):
     """The same two seeds, graphs off and on: the same numbers every epoch up to rounding
     (graphs record the first epoch's step and the second epoch's test pass, and replay them from
@@ -209,7 +209,8 @@ def test_the_recorded_step_replays_what_the_eager_step_computes(mnist, monkeypat
             assert abs(a - b) <= 0.5  # 5 of the 1,000 test images
 
 
-@needs_cuda
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_run_on_the_gpu_scores_as_the_eager_loop_does(tmp_path, mnist, monkeypatch):
     exact_gpu_sums(monkeypatch)
     cfg = slow_micro()

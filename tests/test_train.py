@@ -224,6 +224,7 @@ def test_run_files_are_plain_data_and_complete(finished_run):
     )  # atomic writes leave no .tmp
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_one_epoch_on_the_gpu(tmp_path, mnist):
     data = DeviceData.from_mnist(mnist, torch.device("cuda"), limit_train=20_000, limit_test=2_000)
