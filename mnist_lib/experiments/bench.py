@@ -37,7 +37,7 @@ from ..ema import Ema
 from ..errors import UserError
 from ..files import write_json
 from ..model import build_model
-from ..run import make_model, new_member
+from ..run import new_member
 from ..speed import StackedTrainer, make_step, trains_together, worker_threads
 from ..train import (
     evaluate,
@@ -78,10 +78,11 @@ class PeakMemory:
             self._thread.join()
 
 
-def setup(cfg: TrainConfig, device: torch.device, library: bool):
-    """Model, optimizer, schedule and EMA; the usual way keeps PyTorch's default memory layout."""
+def usual_setup(cfg: TrainConfig, device: torch.device):
+    """Model, optimizer, schedule and EMA as the library makes them (`mnist_lib.run.new_member`),
+    but in PyTorch's default memory layout."""
     torch.manual_seed(cfg.seed)
-    model = make_model(cfg, device) if library else build_model(cfg.model, cfg.dropout).to(device)
+    model = build_model(cfg.model, cfg.dropout).to(device)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(TRAIN_SIZE, cfg.batch_size))
     return model, optimizer, scheduler, Ema(model, cfg.ema) if cfg.ema else None
@@ -111,7 +112,7 @@ def usual_epochs(cfg: TrainConfig, device: torch.device, data_dir: Path) -> list
         train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, **loader_args
     )
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=1000, **loader_args)
-    model, optimizer, scheduler, ema = setup(cfg, device, library=False)
+    model, optimizer, scheduler, ema = usual_setup(cfg, device)
     eval_model = ema.module if ema else model
     times = []
     for _ in range(cfg.epochs):
@@ -143,14 +144,14 @@ def library_epochs(cfg: TrainConfig, device: torch.device, data: DeviceData) -> 
     if trains_together(device):
         return together_epochs(cfg, device, data, [cfg.seed])
     amp = autocast_dtype(device, cfg.precision)
-    model, optimizer, scheduler, ema = setup(cfg, device, library=True)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    step = make_step(model, cfg.shards, amp, cfg.label_smoothing)
+    m = new_member(cfg, device, len(data.train_y))
+    step = make_step(m.model, shards_per_step(cfg, len(data.train_y)), amp, cfg.label_smoothing)
     times = []
     for _ in range(cfg.epochs):
         t0 = time.perf_counter()
-        train_one_epoch(model, data, optimizer, scheduler, cfg, generator, step, ema)
-        evaluate(ema.module if ema else model, data.eval_x, data.eval_y, cfg.eval_batch_size, amp)
+        train_one_epoch(m.model, data, m.optimizer, m.scheduler, cfg, m.generator, step, m.ema)
+        average = m.ema.module if m.ema else m.model
+        evaluate(average, data.eval_x, data.eval_y, cfg.eval_batch_size, amp)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
