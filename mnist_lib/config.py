@@ -43,7 +43,10 @@ class TrainConfig:
     ema: float = option(
         0.999,
         "cap on the per-step decay of the evaluated weight average (it ramps up as "
-        "(1 + n) / (10 + n) after n steps); 0 = no average",
+        "(1 + n) / (ema_warmup + n) after n steps); 0 = no average",
+    )
+    ema_warmup: int = option(
+        10, "how slowly the average's decay ramps up to its cap (see ema); at least 1"
     )
     seed: int = option(1, "initial weights, batch order and augmentation draws")
     limit_train: int = option(0, "train on the first N training images only; 0 = all")
@@ -102,6 +105,7 @@ class TrainConfig:
         need(self.rotate >= 0, f"rotate must be >= 0, got {self.rotate}")
         need(self.shift >= 0, f"shift must be >= 0, got {self.shift}")
         need(0 <= self.ema < 1, f"ema decay must be in [0, 1), got {self.ema}")
+        need(self.ema_warmup >= 1, f"ema warmup must be at least 1, got {self.ema_warmup}")
         need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         for name in ("limit_train", "limit_test", "val"):
             need(

@@ -12,15 +12,16 @@ from torch import nn
 class Ema:
     """``module`` follows ``model`` as avg <- avg + (1 - d) * (model - avg) after every step.
 
-    The decay ramps up as d = min(decay, (1 + n) / (10 + n)) over the n updates so far, so that a
-    short run is not dominated by the random initial weights; the first update copies the model.
+    The decay ramps up as d = min(decay, (1 + n) / (warmup + n)) over the n updates so far, so
+    that a short run is not dominated by the random initial weights; the first update copies the
+    model.
     All floating-point tensors are updated in one fused call, and d is a plain number: no per-tensor
     Python loop, and no GPU sync.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: int = 10) -> None:
         self.module = copy.deepcopy(model).requires_grad_(False)
-        self.decay = decay
+        self.decay, self.warmup = decay, warmup
         self.updates = 0
         # The tensor pairs (average, model), found once: walking the modules every step costs more
         # than the update.
@@ -44,7 +45,7 @@ class Ema:
         """The next update's weight 1 - d of the model (1 at the first update: a copy)."""
         if self.updates == 0:
             return 1.0
-        return 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+        return 1 - min(self.decay, (1 + self.updates) / (self.warmup + self.updates))
 
     @torch.no_grad()
     def update(self) -> None:

@@ -441,7 +441,7 @@ def new_member(cfg: TrainConfig, device: torch.device, n_train: int) -> Member:
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation, on the CPU
     model = make_model(cfg, device)
-    ema = Ema(model, cfg.ema) if cfg.ema else None
+    ema = Ema(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(n_train, cfg.batch_size))
     return Member(model, ema, optimizer, scheduler, generator)

@@ -30,6 +30,7 @@ from mnist_lib.config import changed_fields, command_line
         ({"rotate": -1.0}, r"rotate must be >= 0"),
         ({"shift": -1.0}, r"shift must be >= 0"),
         ({"ema": 1.0}, r"ema decay must be in \[0, 1\)"),
+        ({"ema_warmup": 0}, "ema warmup must be at least 1"),
         ({"seed": -1}, r"seed must be >= 0"),
         ({"val": -5}, r"val must be >= 0"),
         ({"limit_test": -5}, r"limit_test must be >= 0"),

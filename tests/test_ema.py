@@ -45,6 +45,17 @@ def test_decay_is_capped():
     torch.testing.assert_close(ema.module.dense.bias, (before + model.dense.bias) / 2)
 
 
+def test_a_shorter_warmup_reaches_the_cap_sooner():
+    model = Net(dropout=0.0)
+    default, short = Ema(model, decay=0.999), Ema(model, decay=0.999, warmup=2)
+    for n, weight in ((1, 1 - 2 / 11), (500, 1 - 501 / 510), (9_000, 0.001)):
+        default.updates = n
+        assert abs(default.next_weight() - weight) < 1e-12
+    for n, weight in ((1, 1 - 2 / 3), (500, 1 - 501 / 502), (998, 0.001), (9_000, 0.001)):
+        short.updates = n
+        assert abs(short.next_weight() - weight) < 1e-12
+
+
 def test_state_dict_round_trip():
     torch.manual_seed(0)
     model = Net(dropout=0.0)

@@ -85,7 +85,7 @@ def usual_setup(cfg: TrainConfig, device: torch.device):
     model = build_model(cfg.model, cfg.dropout).to(device)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(TRAIN_SIZE, cfg.batch_size))
-    return model, optimizer, scheduler, Ema(model, cfg.ema) if cfg.ema else None
+    return model, optimizer, scheduler, Ema(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
 
 
 def usual_epochs(cfg: TrainConfig, device: torch.device, data_dir: Path) -> list[float]:
