@@ -367,7 +367,8 @@ def fit_together(
     amp = autocast_dtype(dev, cfg.precision)
     folders = [RunFolder(Path(d)) for d in run_dirs]
     resumes = resume or [False] * len(cfgs)
-    together = trains_together(dev) if together is None else together
+    if together is None:
+        together = trains_together(dev, build_model(cfg.model, cfg.dropout))
     with contextlib.ExitStack() as held:
         for folder in folders:
             held.enter_context(claimed(folder, log))

@@ -57,6 +57,10 @@ def test_runs_together_start_from_the_weights_each_has_alone(mnist):
     assert not torch.equal(first[0], first[1])  # two different starts
 
 
+# Its logits are a grouped convolution's channels, flattened: side by side they would mix.
+CANNOT_WIDEN = {"design-z"}
+
+
 @pytest.mark.parametrize("name", model_names())
 def test_the_widened_network_computes_each_copy_as_it_is(name):
     """Every model, course and experiment: copy r of the widened network, fed channel r, gives
@@ -64,6 +68,10 @@ def test_the_widened_network_computes_each_copy_as_it_is(name):
     statistics), and its BatchNorm statistics move as copy r's do."""
     torch.manual_seed(0)
     models = [build_model(name, dropout=0.0) for _ in range(3)]  # dropout draws differ
+    if name in CANNOT_WIDEN:
+        with pytest.raises(ValueError, match="cannot be put side by side"):
+            widen(models)
+        return
     for m in models:  # BatchNorm statistics that differ between the copies
         for p in m.buffers():
             if p.is_floating_point():
@@ -222,3 +230,10 @@ def test_a_run_on_the_gpu_scores_as_the_eager_loop_does(tmp_path, mnist, monkeyp
     for a, b in zip(eager.epochs, graphed.epochs, strict=True):
         assert abs(a.test_acc - b.test_acc) <= 1.0  # 10 of the 1,000 test images, as on the CPU
     assert graphed.epochs[-1].test_acc > 30
+
+
+def test_a_network_that_cannot_be_put_side_by_side_trains_alone_on_a_gpu():
+    cuda = torch.device("cuda")  # only named: nothing runs on it
+    assert trains_together(cuda, build_model("net"))
+    assert not trains_together(cuda, build_model("design-z"))
+    assert not trains_together(torch.device("cpu"), build_model("net"))

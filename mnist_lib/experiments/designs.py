@@ -11,7 +11,11 @@ weights:
     sn  depthwise-separable as dn, with BatchNorm and ReLU after the 3x3 as well (MobileNet's)
     p   2x2 max-pool
 
-and every design ends in global average pooling and one ``Linear(channels, 10)``.
+and every design ends in global average pooling and one ``Linear(channels, 10)``, unless its last
+token is
+
+    k   a depthwise convolution over the whole remaining map, one output per channel (its
+        channels must be the 10 classes): the logits, each class's own spatial template
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ DESIGNS: dict[str, str] = {
     "design-t": "C8 D16 p D24 d24 d24 d24 d24",
     "design-u": "C8 C16 p d25 d25 d25 d25",
     "design-v": "C8 C16 p D24 D24 D24 D24",
+    "design-w": "C8 C19 p d24 d24 d24 d24",
+    "design-x": "C10 C16 p d24 d24 d24 d24",
+    "design-y": "C8 C20 p d24 d24 d24 d22",
+    "design-z": "C8 C16 p d24 d24 d24 d24 t10 k",
     "design-tiny": "C8 C12 p t8 c12 c16 t8 c16 c16",  # TinyNet's layout, as a reference
 }
 
@@ -79,20 +87,34 @@ class SpecNet(nn.Module):
 
     def __init__(self, spec: str, dropout: float = 0.0) -> None:
         super().__init__()
-        layers, channels = [], 1
-        for token in spec.split():
+        tokens = spec.split()
+        templates = tokens[-1] == "k"
+        layers, channels, size = [], 1, 28
+        for token in tokens[:-1] if templates else tokens:
             out = int(token[1:]) if token[1:] else channels
             layers.append(spec_layer(token[0], channels, out))
             if dropout and token[0] != "p":
                 layers.append(nn.Dropout2d(dropout))
             channels = out
+            size = size // 2 if token == "p" else size - 2 if token[0] in "cds" else size
         self.features = nn.Sequential(*layers)
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.dense = nn.Linear(channels, 10)
+        if templates:
+            if channels != 10:
+                raise ValueError(f"'k' needs the 10 classes as channels, got {channels}")
+            self.templates = nn.Conv2d(10, 10, size, groups=10)
+            # Side by side (mnist_lib.speed.widen) its flattened logits would mix the copies.
+            self.side_by_side = False
+        else:
+            self.gap = nn.AdaptiveAvgPool2d(1)
+            self.dense = nn.Linear(channels, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.gap(self.features(x)).flatten(1)  # (B, channels)
-        return F.log_softmax(self.dense(x), dim=1)
+        x = self.features(x)
+        if hasattr(self, "templates"):
+            logits = self.templates(x).flatten(1)
+        else:
+            logits = self.dense(self.gap(x).flatten(1))  # (B, channels) -> (B, 10)
+        return F.log_softmax(logits, dim=1)
 
 
 def search_recipe(model: str):

@@ -16,6 +16,7 @@ from torch import nn
 from ..train import PlainStep, Step
 from .shards import ShardedStep, worker_threads
 from .stacked import Member, StackedTrainer
+from .widen import can_widen
 
 
 def make_step(
@@ -28,10 +29,11 @@ def make_step(
     return ShardedStep(model, shards, amp, smoothing)
 
 
-def trains_together(device: torch.device) -> bool:
-    """Whether runs on ``device`` are trained by `StackedTrainer`: on a GPU. On a CPU one seed at a
-    time is faster (README, Speed: seeds)."""
-    return device.type == "cuda"
+def trains_together(device: torch.device, model: nn.Module | None = None) -> bool:
+    """Whether runs (of ``model``, if given) on ``device`` are trained by `StackedTrainer`: on a
+    GPU, unless the network cannot be put side by side. On a CPU one seed at a time is faster
+    (README, Speed: seeds)."""
+    return device.type == "cuda" and (model is None or can_widen(model))
 
 
 __all__ = [

@@ -73,9 +73,17 @@ def wide_layer(layers: list[nn.Module]) -> nn.Module | None:
     return wide
 
 
+def can_widen(model: nn.Module) -> bool:
+    """False for a network that says (``side_by_side = False``) that copies side by side would mix
+    in it."""
+    return getattr(model, "side_by_side", True)
+
+
 def widen(models: list[nn.Module]) -> nn.Module:
     """One network computing ``models`` (copies of one architecture) side by side, starting from
     their weights and statistics (copied)."""
+    if not can_widen(models[0]):
+        raise ValueError(f"{type(models[0]).__name__} says it cannot be put side by side")
     linears = [m for m in models[0].modules() if isinstance(m, nn.Linear)]
     if len(linears) > 1:  # a GroupedLinear's output (B, out, copies) is no next Linear's input
         raise ValueError("cannot put a network with more than one Linear layer side by side")
