@@ -128,6 +128,7 @@ RECIPES: dict[str, TrainConfig] = {
     # TinyNet's, with the peak learning rate that did best on the validation split (README).
     "micro": TrainConfig(model="micro", epochs=15, batch_size=128, shards=1, lr=0.2),
 }
+RECIPES["micro19"] = replace(RECIPES["micro"], model="micro19")  # the same recipe, 19 channels
 
 
 def recipe(model: str, **overrides: Any) -> TrainConfig:

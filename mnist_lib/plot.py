@@ -337,9 +337,13 @@ def misclassified(
 def seed_curves(sweeps: list[tuple[dict, list[History]]]) -> Figure:
     """Scored accuracy per epoch of every seed of each sweep (one panel per sweep: its summary and
     its seeds' histories), with the min-max band over seeds, the target and the last-N window."""
-    fig = Figure(figsize=(6 * len(sweeps), 4.6), layout="constrained")
-    axes = fig.subplots(1, len(sweeps), squeeze=False)[0]
-    for ax, (summary, histories) in zip(axes, sweeps, strict=True):
+    rows = math.ceil(len(sweeps) / 3)  # at most 3 panels a row, the rows as even as they can be
+    cols = math.ceil(len(sweeps) / rows)
+    fig = Figure(figsize=(6 * cols, 4.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for ax in axes[len(sweeps) :]:
+        ax.set_axis_off()
+    for ax, (summary, histories) in zip(axes[: len(sweeps)], sweeps, strict=True):
         n_epochs = min(len(h.epochs) for h in histories)
         accs = np.array([h.accs()[:n_epochs] for h in histories])  # (seeds, epochs)
         epochs = np.arange(1, n_epochs + 1)

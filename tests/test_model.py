@@ -183,14 +183,17 @@ def test_a_design_spec_counts_like_by_hand():
     assert count_params(build_model("design-h")) == by_hand == 4_618
 
 
-def test_micronet_is_the_design_the_search_chose():
-    """MicroNet written out is the search's design-h: the same layers, the same initial weights
-    for a seed, the same outputs."""
+@pytest.mark.parametrize(
+    ("model", "design", "params"), [("micro", "design-h", 4_618), ("micro19", "design-w", 4_939)]
+)
+def test_micronet_is_the_design_the_search_chose(model, design, params):
+    """MicroNet written out is the search's design-h (design-w with ``width`` 19): the same
+    layers, the same initial weights for a seed, the same outputs."""
     torch.manual_seed(3)
-    micro = build_model("micro", dropout=0.0)
+    micro = build_model(model, dropout=0.0)
     torch.manual_seed(3)
-    design = build_model("design-h", dropout=0.0)
-    assert count_params(micro) == count_params(design) == 4_618
+    design = build_model(design, dropout=0.0)
+    assert count_params(micro) == count_params(design) == params
     for a, b in zip(micro.state_dict().values(), design.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     x = torch.randn(4, 1, 28, 28)

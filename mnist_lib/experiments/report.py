@@ -8,8 +8,10 @@ from pathlib import Path
 from ..tools.paths import RESULTS_DIR
 from .sweep import load_summary
 
-# The CPU sweeps of the three models, and the reference recipe's sweep on a GPU.
-SWEEPS = tuple(RESULTS_DIR / f"sweep-{name}" for name in ("net", "net-gpu", "tiny", "micro"))
+# The CPU sweeps of the course models, and the reference recipe's sweep on a GPU.
+SWEEPS = tuple(
+    RESULTS_DIR / f"sweep-{name}" for name in ("net", "net-gpu", "tiny", "micro", "micro19")
+)
 
 
 def duration(seconds: float) -> str:
