@@ -8,9 +8,11 @@ from pathlib import Path
 from ..tools.paths import RESULTS_DIR
 from .sweep import load_summary
 
-# The CPU sweeps of the course models, and the reference recipe's sweep on a GPU.
+# The CPU sweeps of the course models, the reference recipe's sweep on a GPU, and five more seeds
+# of `net` and `tiny`, run later.
 SWEEPS = tuple(
-    RESULTS_DIR / f"sweep-{name}" for name in ("net", "net-gpu", "tiny", "micro", "micro19")
+    RESULTS_DIR / f"sweep-{name}"
+    for name in ("net", "net-more", "net-gpu", "tiny", "tiny-more", "micro", "micro19")
 )
 
 
