@@ -368,7 +368,7 @@ def fit_together(
     folders = [RunFolder(Path(d)) for d in run_dirs]
     resumes = resume or [False] * len(cfgs)
     if together is None:
-        together = trains_together(dev, build_model(cfg.model, cfg.dropout))
+        together = trains_together(dev, cfg.model)
     with contextlib.ExitStack() as held:
         for folder in folders:
             held.enter_context(claimed(folder, log))

@@ -234,6 +234,6 @@ def test_a_run_on_the_gpu_scores_as_the_eager_loop_does(tmp_path, mnist, monkeyp
 
 def test_a_network_that_cannot_be_put_side_by_side_trains_alone_on_a_gpu():
     cuda = torch.device("cuda")  # only named: nothing runs on it
-    assert trains_together(cuda, build_model("net"))
-    assert not trains_together(cuda, build_model("design-z"))
-    assert not trains_together(torch.device("cpu"), build_model("net"))
+    assert trains_together(cuda, "net")
+    assert not trains_together(cuda, "design-z")
+    assert not trains_together(torch.device("cpu"), "net")

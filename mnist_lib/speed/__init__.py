@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..model import build_model
 from ..train import PlainStep, Step
 from .shards import ShardedStep, worker_threads
 from .stacked import Member, StackedTrainer
@@ -29,11 +30,11 @@ def make_step(
     return ShardedStep(model, shards, amp, smoothing)
 
 
-def trains_together(device: torch.device, model: nn.Module | None = None) -> bool:
-    """Whether runs (of ``model``, if given) on ``device`` are trained by `StackedTrainer`: on a
-    GPU, unless the network cannot be put side by side. On a CPU one seed at a time is faster
-    (README, Speed: seeds)."""
-    return device.type == "cuda" and (model is None or can_widen(model))
+def trains_together(device: torch.device, model: str | None = None) -> bool:
+    """Whether runs (of the model named ``model``, if given) on ``device`` are trained by
+    `StackedTrainer`: on a GPU, unless the network cannot be put side by side (it is built only
+    there, to ask). On a CPU one seed at a time is faster (README, Speed: seeds)."""
+    return device.type == "cuda" and (model is None or can_widen(build_model(model)))
 
 
 __all__ = [
