@@ -314,9 +314,12 @@ def set_rng_state(generator: torch.Generator, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def make_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
-    """The config's model on ``device``, in the memory layout that is fastest there."""
-    return build_model(cfg.model, cfg.dropout).to(device, memory_format=memory_format(device))
+def make_model(
+    cfg: TrainConfig, device: torch.device, layout: torch.memory_format | None = None
+) -> nn.Module:
+    """The config's model on ``device``, in ``layout`` (default: the one fastest there)."""
+    layout = layout or memory_format(device)
+    return build_model(cfg.model, cfg.dropout).to(device, memory_format=layout)
 
 
 def fit(
@@ -436,12 +439,17 @@ class Run:
             self.home.replace_with(self.folder)
 
 
-def new_member(cfg: TrainConfig, device: torch.device, n_train: int) -> Member:
-    """A fresh run's model, weight average, optimizer, schedule and data generator, seeded by
-    ``cfg.seed``, for ``n_train`` training images."""
+def new_member(
+    cfg: TrainConfig,
+    device: torch.device,
+    n_train: int,
+    layout: torch.memory_format | None = None,
+) -> Member:
+    """A fresh run's model (in ``layout``, see `make_model`), weight average, optimizer, schedule
+    and data generator, seeded by ``cfg.seed``, for ``n_train`` training images."""
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation, on the CPU
-    model = make_model(cfg, device)
+    model = make_model(cfg, device, layout)
     ema = Ema(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(n_train, cfg.batch_size))

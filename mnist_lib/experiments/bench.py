@@ -33,16 +33,12 @@ import torch.nn.functional as F
 from ..config import TrainConfig, recipe
 from ..data import MEAN, STD, TRAIN_SIZE, DeviceData, ensure_mnist, load_mnist
 from ..device import autocast_dtype, cpu_kind, hardware, pick_device, precision_name
-from ..ema import Ema
 from ..errors import UserError
 from ..files import write_json
-from ..model import build_model
 from ..run import new_member
 from ..speed import StackedTrainer, make_step, trains_together, worker_threads
 from ..train import (
     evaluate,
-    make_optimizer,
-    make_scheduler,
     shards_per_step,
     steps_per_epoch,
     train_one_epoch,
@@ -81,11 +77,8 @@ class PeakMemory:
 def usual_setup(cfg: TrainConfig, device: torch.device):
     """Model, optimizer, schedule and EMA as the library makes them (`mnist_lib.run.new_member`),
     but in PyTorch's default memory layout."""
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.dropout).to(device)
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(TRAIN_SIZE, cfg.batch_size))
-    return model, optimizer, scheduler, Ema(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
+    m = new_member(cfg, device, TRAIN_SIZE, torch.contiguous_format)
+    return m.model, m.optimizer, m.scheduler, m.ema
 
 
 def usual_epochs(cfg: TrainConfig, device: torch.device, data_dir: Path) -> list[float]:
