@@ -96,12 +96,11 @@ def test_a_network_that_would_mix_the_copies_is_refused():
         widen([two_linears, two_linears])
 
 
-@pytest.mark.parametrize(("ema", "one_pass"), [(0.999, False), (0.0, False), (0.999, True)])
-def test_an_epoch_together_is_the_loop_s_epoch(mnist, ema, one_pass):
-    """`net` with two BatchNorm shards (one pass per shard, or one pass for both), weight decay and
-    (or without) the weight average: one epoch by StackedTrainer and by the loop of
-    `train_one_epoch` agree to rounding. Both in the default memory layout: channels-last
-    convolutions on this CPU differ by more than rounding."""
+@pytest.mark.parametrize("ema", [0.999, 0.0])
+def test_an_epoch_together_is_the_loop_s_epoch(mnist, ema):
+    """`net` with two BatchNorm shards, weight decay and (or without) the weight average: one
+    epoch by StackedTrainer and by the loop of `train_one_epoch` agree to rounding. Both in the
+    default memory layout: channels-last convolutions on this CPU differ by more than rounding."""
     cfg = recipe("net", epochs=3, limit_train=512, limit_test=256, precision="fp32", ema=ema,
                  weight_decay=0.05)  # fmt: skip
     data = DeviceData.from_mnist(mnist, CPU, 512, 256)
@@ -113,9 +112,8 @@ def test_an_epoch_together_is_the_loop_s_epoch(mnist, ema, one_pass):
         loop.model, data, loop.optimizer, loop.scheduler, cfg, loop.generator, step, loop.ema
     )
     trainer = StackedTrainer(
-        [together], data, cfg, None, cfg.shards, layout=torch.contiguous_format, one_pass=one_pass
+        [together], data, cfg, None, cfg.shards, layout=torch.contiguous_format
     )
-    assert trainer.one_pass == one_pass
     [theirs] = trainer.train_epoch()
     trainer.store()
     start = new_member(cfg, CPU, 512).model.parameters()
@@ -196,12 +194,10 @@ def exact_gpu_sums(monkeypatch) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("fast", [{}, {"one_pass": True}, {"one_pass": True, "compiled": True}])
-def test_the_recorded_step_replays_what_the_eager_step_computes(mnist, monkeypatch, fast):
-    """The same two seeds, eager (a pass per shard) and recorded (also in one pass, also
-    compiled): the same numbers every epoch up to rounding (graphs record the first epoch's step
-    and the second epoch's test pass, and replay them from then on). In fp32: in bf16 the first
-    epoch's mean loss differed by 1.1e-4 (H200)."""
+def test_the_recorded_step_replays_what_the_eager_step_computes(mnist, monkeypatch):
+    """The same two seeds, graphs off and on: the same numbers every epoch up to rounding
+    (graphs record the first epoch's step and the second epoch's test pass, and replay them from
+    then on). In fp32: in bf16 the first epoch's mean loss differed by 1.1e-4 (H200)."""
     exact_gpu_sums(monkeypatch)
     cuda = torch.device("cuda")
     cfg = recipe("net", epochs=3, limit_train=4096, limit_test=1000, lr=0.02)
@@ -209,8 +205,7 @@ def test_the_recorded_step_replays_what_the_eager_step_computes(mnist, monkeypat
     results = []
     for graphs in (False, True):
         members = [new_member(replace(cfg, seed=s), cuda, 4096) for s in (0, 1)]
-        options = fast if graphs else {}
-        trainer = StackedTrainer(members, data, cfg, None, cfg.shards, graphs=graphs, **options)
+        trainer = StackedTrainer(members, data, cfg, None, cfg.shards, graphs=graphs)
         results.append([(trainer.train_epoch(), trainer.evaluate()) for _ in range(cfg.epochs)])
         assert (trainer.train_graph is not None) == graphs
         assert (trainer.eval_graph is not None) == graphs

@@ -29,7 +29,6 @@ from ..data import DeviceData
 from ..device import autocast
 from ..ema import Ema
 from ..train import steps_per_epoch, training_loss
-from .ghost import shard_batchnorms
 from .widen import copy_rows, widen
 
 # Eager steps on a side stream before a step is recorded, as PyTorch's CUDA graph docs advise:
@@ -66,8 +65,6 @@ class StackedTrainer:
         shards: int,
         graphs: bool | None = None,
         layout: torch.memory_format = torch.channels_last,
-        one_pass: bool = False,
-        compiled: bool = False,
     ) -> None:
         self.members, self.data, self.cfg, self.amp = members, data, cfg, amp
         self.device = data.train_x.device
@@ -76,15 +73,11 @@ class StackedTrainer:
         self.batch = min(cfg.batch_size, n)
         self.steps = steps_per_epoch(n, self.batch)
         self.shards = shards
-        # One pass over the batch with per-shard BatchNorm (`ShardBatchNorm`) or one per shard.
-        self.one_pass = one_pass and shards > 1 and self.batch % shards == 0
         self.augment = cfg.rotate > 0 or cfg.shift > 0
         # Channels-last by default on every device: on the H200 a plain graphed step ran 2.4x
         # faster so in bf16 (results/bench/gpu-h200/vmap-profile.txt); the CPU's loop uses it too.
         self.layout = layout
         self.wide = widen([m.model for m in members]).to(memory_format=self.layout)
-        if self.one_pass:
-            shard_batchnorms(self.wide, shards)
         self.avg = (
             widen([m.ema.module for m in members])
             .to(memory_format=self.layout)
@@ -92,9 +85,6 @@ class StackedTrainer:
             if cfg.ema
             else self.wide
         )
-        # torch.compile'd forward passes (Triton kernels on a GPU, fused BatchNorm and ReLU).
-        self.train_net = torch.compile(self.wide) if compiled else self.wide
-        self.eval_net = torch.compile(self.avg) if compiled else self.avg
         self.params = list(self.wide.parameters())
         self.buffers = list(self.wide.buffers())
         self.avg_params, self.avg_buffers = list(self.avg.parameters()), list(self.avg.buffers())
@@ -157,12 +147,12 @@ class StackedTrainer:
         loss = torch.zeros(s, device=self.device)
         correct = torch.zeros(s, dtype=torch.long, device=self.device)
         first_shard_buffers: list[torch.Tensor] = []
-        passes = 1 if self.one_pass else self.shards
-        shards = zip(x.tensor_split(passes), y.tensor_split(passes), strict=True)
-        for k, (xs, ys) in enumerate(shards):
+        for k, (xs, ys) in enumerate(
+            zip(x.tensor_split(self.shards), y.tensor_split(self.shards), strict=True)
+        ):
             if k == 1:  # BatchNorm's running statistics come from the first shard (ShardedStep)
                 first_shard_buffers = [t.clone() for t in self.buffers]
-            log_probs = self.log_probs(self.train_net, xs)  # (b, 10, runs)
+            log_probs = self.log_probs(self.wide, xs)  # (b, 10, runs)
             per_image = training_loss(log_probs, ys, self.cfg.label_smoothing, reduction="none")
             loss = loss + per_image.mean(0) * (len(ys) / b)  # each run's mean, by its share
             correct = correct + (log_probs.argmax(1) == ys).sum(0)
@@ -290,7 +280,7 @@ class StackedTrainer:
         for start in range(0, len(y_all), size):
             x, y = x_all[start : start + size], y_all[start : start + size]
             x = self.side_by_side(x.expand(self.runs, *x.shape))  # the same images for every run
-            log_probs = self.log_probs(self.eval_net, x)  # (b, 10, runs)
+            log_probs = self.log_probs(self.avg, x)  # (b, 10, runs)
             y = y[:, None].expand(len(y), self.runs)
             self.eval_loss.add_(F.nll_loss(log_probs, y, reduction="none").sum(0))
             self.eval_correct.add_((log_probs.argmax(1) == y).sum(0))
