@@ -60,7 +60,7 @@ class Epoch:
     val_acc: float | None = None
     lr: float = 0.0  # the learning rate at the end of the epoch
     seconds: float = 0.0  # wall time of the epoch's training and scoring
-    together: int | None = None  # runs trained as one network in this epoch, sharing its seconds
+    together: int | None = None  # runs trained in one step in this epoch, sharing its seconds
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -371,7 +371,7 @@ def fit_together(
     folders = [RunFolder(Path(d)) for d in run_dirs]
     resumes = resume or [False] * len(cfgs)
     if together is None:
-        together = trains_together(dev, cfg.model)
+        together = trains_together(dev)
     with contextlib.ExitStack() as held:
         for folder in folders:
             held.enter_context(claimed(folder, log))
@@ -546,7 +546,7 @@ def train_group(
         f"training {cfg.model} ({runs[0].history.params:,} params) on {dev} "
         f"({runs[0].history.precision}), {len(dd.train_y):,} train / {len(dd.eval_y):,} "
         f"{dd.split} images, seed{'s' if len(runs) > 1 else ''} {seeds}"
-        + (f" ({len(runs)} runs as one network)" if len(runs) > 1 else "")
+        + (f" ({len(runs)} runs in one step)" if len(runs) > 1 else "")
     )
     for epoch in range(len(runs[0].history.epochs) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()

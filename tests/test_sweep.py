@@ -52,7 +52,7 @@ def test_summarize_by_hand():
 
 
 def test_runs_trained_together_share_their_epoch_seconds():
-    """Three runs trained as one network each record the shared epoch's wall time: each run's
+    """Three runs trained in one step each record the shared epoch's wall time: each run's
     time is its third of it, and the summary says they trained together."""
     histories = [made_history([98.0] * 10 + last, seed=seed) for seed, last in LAST_5.items()]
     for h in histories:

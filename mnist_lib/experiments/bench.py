@@ -12,7 +12,7 @@ batch size, steps per epoch) in one process, alternating, and evaluate on the te
              sums read once per epoch, test batches of 500. On a GPU: the whole step and the test
              pass as CUDA graphs (`mnist_lib.speed.StackedTrainer`).
 
-On a GPU it also times seeds: ``together`` seeds trained as one network against the same seeds
+On a GPU it also times seeds: ``together`` seeds trained in one step against the same seeds
 one after the other, each way with its peak GPU memory.
 """
 
@@ -154,7 +154,7 @@ def library_epochs(cfg: TrainConfig, device: torch.device, data: DeviceData) -> 
 def together_epochs(
     cfg: TrainConfig, device: torch.device, data: DeviceData, seeds: list[int]
 ) -> list[float]:
-    """Seconds per epoch (train + test) of ``seeds`` trained as one network (`StackedTrainer`)."""
+    """Seconds per epoch (train + test) of ``seeds`` trained in one step (`StackedTrainer`)."""
     amp = autocast_dtype(device, cfg.precision)
     members = [new_member(replace(cfg, seed=s), device, len(data.train_y)) for s in seeds]
     trainer = StackedTrainer(members, data, cfg, amp, shards_per_step(cfg, len(data.train_y)))
@@ -171,7 +171,7 @@ def seeds_bench(
     cfg: TrainConfig, device: torch.device, data: DeviceData, together: int, repeats: int,
     log: Callable[[str], None],
 ) -> dict:  # fmt: skip
-    """``together`` seeds as one network against the same seeds one after the other, alternating
+    """``together`` seeds in one step against the same seeds one after the other, alternating
     ``repeats`` times; seconds per epoch of all seeds, medians, and peak memory."""
     seeds = list(range(together))
     results: dict[str, dict] = {

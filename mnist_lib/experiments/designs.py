@@ -102,8 +102,6 @@ class SpecNet(nn.Module):
             if channels != 10:
                 raise ValueError(f"'k' needs the 10 classes as channels, got {channels}")
             self.templates = nn.Conv2d(10, 10, size, groups=10)
-            # Side by side (mnist_lib.speed.widen) its flattened logits would mix the copies.
-            self.side_by_side = False
         else:
             self.gap = nn.AdaptiveAvgPool2d(1)
             self.dense = nn.Linear(channels, 10)

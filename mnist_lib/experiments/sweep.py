@@ -78,7 +78,7 @@ def run_seeds(
     data: Mnist | None = None,
 ) -> dict:
     """Train every seed that has no finished run in ``out`` (resuming interrupted ones), or every
-    seed with ``force`` (on a GPU together, as one network: `mnist_lib.run.fit_together`); then
+    seed with ``force`` (on a GPU together, in one step: `mnist_lib.run.fit_together`); then
     summarise all of them into summary.json. ``data``: MNIST already loaded, else it is loaded
     from ``data_dir``."""
     check_seeds(seeds)
@@ -87,7 +87,7 @@ def run_seeds(
         if seed not in todo:
             log(f"seed {seed}: already finished in {seed_folder(out, seed).path}, kept")
     folders = [seed_folder(out, seed) for seed in todo]
-    if todo:  # on a GPU the seeds train together, as one network; else one after the other
+    if todo:  # on a GPU the seeds train together, in one step; else one after the other
         fit_together(
             [replace(cfg, seed=seed) for seed in todo],
             [folder.path for folder in folders],

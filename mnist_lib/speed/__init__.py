@@ -5,7 +5,7 @@ backward pass of `mnist_lib.train.PlainStep`, or `ShardedStep`, which splits the
 BatchNorm shards that run in parallel threads on a CPU and replay CUDA graphs on a GPU.
 
 On a GPU a run is trained by `StackedTrainer` instead, whose whole step is one CUDA graph, and
-which trains several seeds as one network (`trains_together`).
+which trains several seeds in that one step, side by side on CUDA streams (`trains_together`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model import build_model
 from ..train import PlainStep, Step
 from .shards import ShardedStep, worker_threads
 from .stacked import Member, StackedTrainer
-from .widen import can_widen
 
 
 def make_step(
@@ -30,11 +28,10 @@ def make_step(
     return ShardedStep(model, shards, amp, smoothing)
 
 
-def trains_together(device: torch.device, model: str | None = None) -> bool:
-    """Whether runs (of the model named ``model``, if given) on ``device`` are trained by
-    `StackedTrainer`: on a GPU, unless the network cannot be put side by side (it is built only
-    there, to ask). On a CPU one seed at a time is faster (README, Speed: seeds)."""
-    return device.type == "cuda" and (model is None or can_widen(build_model(model)))
+def trains_together(device: torch.device) -> bool:
+    """Whether runs on ``device`` are trained by `StackedTrainer`: on a GPU. On a CPU one seed at
+    a time is faster (README, Speed: seeds)."""
+    return device.type == "cuda"
 
 
 __all__ = [

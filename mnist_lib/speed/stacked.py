@@ -1,27 +1,30 @@
-"""Several runs of one recipe trained as one network, and the whole training step as one CUDA graph.
+"""Several runs of one recipe trained in one step, and the whole training step as one CUDA graph.
 
-The runs differ only in their seed. `mnist_lib.speed.widen` puts their networks side by side as
-one network of grouped convolutions, one group per run: each run keeps its own weights,
-initialisation, batch order, augmentation draws and BatchNorm statistics, as if it were trained
-alone (only dropout masks, which the recipes do not use, come from one generator for all), and the
-GPU runs every layer once for all of them.
+The runs differ only in their seed; each keeps its own network, weight average, batch order,
+augmentation draws and BatchNorm statistics, as if it were trained alone (only dropout masks,
+which the recipes do not use, come from one generator for all). On a GPU every run's BatchNorm
+shard is computed on a CUDA stream of its own: the kernels of a network this small leave most
+of the GPU idle, and the streams fill it side by side.
 
 One training step (gather the batch, augment, forward, loss, backward, SGD, weight average) is
 a function of tensors that stay where they are: the epoch's batch order, augmentation matrices,
 learning rates and momenta are tables on the device that the step indexes with a step counter
 on the device. On a GPU that step is recorded once as a CUDA graph and replayed: one launch per
 step and no waiting for the GPU inside an epoch. The test pass is recorded and replayed the same
-way. On a CPU the same functions simply run.
+way. On a CPU the same functions simply run, one shard after the other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from ..augment import affine, random_thetas
 from ..config import TrainConfig
@@ -29,7 +32,6 @@ from ..data import DeviceData
 from ..device import autocast
 from ..ema import Ema
 from ..train import steps_per_epoch, training_loss
-from .widen import copy_rows, widen
 
 # Eager steps on a side stream before a step is recorded, as PyTorch's CUDA graph docs advise:
 # the first calls set up cuDNN and the allocator, which a recording must not contain.
@@ -51,9 +53,9 @@ class Member:
 class StackedTrainer:
     """Trains ``members`` (same config ``cfg`` but the seed) together on ``data``'s device.
 
-    `train_epoch` and `evaluate` work on the widened networks (`mnist_lib.speed.widen`); `store`
-    copies each run's part back into its model, weight average and optimizer, for its checkpoint.
-    Build it after loading a checkpoint: it starts from the members' current state.
+    It trains the members' own models and weight averages, in place (in ``layout``); `store`
+    copies SGD's momentum into each optimizer, for its checkpoint. Build it after loading a
+    checkpoint: it starts from the members' current state.
     """
 
     def __init__(
@@ -76,19 +78,22 @@ class StackedTrainer:
         self.augment = cfg.rotate > 0 or cfg.shift > 0
         # Channels-last by default on every device: on the H200 a plain graphed step ran 2.4x
         # faster so in bf16 (results/bench/gpu-h200/vmap-profile.txt); the CPU's loop uses it too.
+        for m in members:
+            m.model.to(memory_format=layout)
+            if m.ema is not None:
+                m.ema.module.to(memory_format=layout)
         self.layout = layout
-        self.wide = widen([m.model for m in members]).to(memory_format=self.layout)
-        self.avg = (
-            widen([m.ema.module for m in members])
-            .to(memory_format=self.layout)
-            .requires_grad_(False)
-            if cfg.ema
-            else self.wide
-        )
-        self.params = list(self.wide.parameters())
-        self.buffers = list(self.wide.buffers())
-        self.avg_params, self.avg_buffers = list(self.avg.parameters()), list(self.avg.buffers())
-        self.momenta = self.stacked_momenta()
+        self.models = [m.model for m in members]
+        self.evaluated_models = [m.ema.module if m.ema else m.model for m in members]
+        self.params = [p for model in self.models for p in model.parameters()]
+        # Shards after the first run through their network with scratch BatchNorm statistics:
+        # the run's statistics come from its first shard, as in `ShardedStep`.
+        self.weights = [dict(model.named_parameters()) for model in self.models]
+        self.scratch = [
+            [{k: b.clone() for k, b in model.named_buffers()} for _ in range(shards - 1)]
+            for model in self.models
+        ]
+        self.momenta = self.saved_momenta()
         dev, s, b = self.device, self.runs, self.batch
         # The epoch's tables, filled by `prepare_epoch`, and the step counter that indexes them.
         self.order = torch.zeros(s, self.steps, b, dtype=torch.long, device=dev)
@@ -101,69 +106,83 @@ class StackedTrainer:
         self.first_bad = torch.zeros(s, dtype=torch.long, device=dev)
         self.eval_loss = torch.zeros(s, device=dev)
         self.eval_correct = torch.zeros(s, dtype=torch.long, device=dev)
+        # One CUDA stream per run and shard (per run in the test pass); none on a CPU.
+        cuda = self.device.type == "cuda"
+        self.streams = [torch.cuda.Stream(dev) for _ in range(s * shards)] if cuda else []
         self.train_graph: torch.cuda.CUDAGraph | None = None
         self.eval_graph: torch.cuda.CUDAGraph | None = None
         self.evaluated = False
 
-    def stacked_momenta(self) -> list[torch.Tensor]:
-        """SGD's momentum buffers, side by side as the weights are (zeros before the first step:
-        SGD's first buffer is the gradient itself, which momentum x 0 + gradient also gives)."""
-        momenta = [torch.zeros_like(p) for p in self.params]
-        for r, m in enumerate(self.members):
-            for buf, p in zip(momenta, m.model.parameters(), strict=True):
+    def saved_momenta(self) -> list[torch.Tensor]:
+        """SGD's momentum buffers as the optimizers hold them (zeros before the first step: SGD's
+        first buffer is the gradient itself, which momentum x 0 + gradient also gives)."""
+        momenta = []
+        for m in self.members:
+            for p in m.model.parameters():
                 saved = m.optimizer.state.get(p, {}).get("momentum_buffer")
-                if saved is not None:
-                    copy_rows(buf, self.runs)[r].copy_(saved)
+                momenta.append(saved.clone() if saved is not None else torch.zeros_like(p))
         return momenta
 
-    # -- the network of all runs -------------------------------------------------------------
-
-    def side_by_side(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (runs, B, 1, H, W), one batch per run, as the widened network's input
-        (B, runs, H, W): each run's image is a channel."""
-        return x.squeeze(2).transpose(0, 1).contiguous(memory_format=self.layout)
-
-    def log_probs(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Every run's log-probabilities (B, 10, runs) of input (B, runs, H, W), in fp32."""
-        with autocast(self.device, self.amp):
-            out = model(x)
-        if out.shape != (len(x), 10, self.runs):
-            raise ValueError(f"{self.cfg.model} does not keep the runs apart: output {out.shape}")
-        return out.float()
+    @contextlib.contextmanager
+    def side_by_side(self, jobs: int) -> Iterator[list[contextlib.AbstractContextManager]]:
+        """``jobs`` contexts to run one job each in, on streams of their own that start after
+        the work queued so far and that this stream waits for at the end (on a GPU), or in turn
+        (on a CPU)."""
+        if not self.streams:
+            yield [contextlib.nullcontext() for _ in range(jobs)]
+            return
+        here = torch.cuda.current_stream(self.device)
+        streams = self.streams[:jobs]
+        for stream in streams:
+            stream.wait_stream(here)
+        yield [torch.cuda.stream(stream) for stream in streams]
+        for stream in streams:
+            here.wait_stream(stream)
 
     # -- one step ------------------------------------------------------------------------------
 
+    def shard_pass(self, run: int, shard: int, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """One shard of one run's batch: its share of the run's mean loss and its correct
+        predictions."""
+        model = self.models[run]
+        with autocast(self.device, self.amp):
+            if shard == 0:
+                out = model(x)
+            else:
+                state = {**self.weights[run], **self.scratch[run][shard - 1]}
+                out = functional_call(model, state, (x,))
+        loss = training_loss(out.float(), y, self.cfg.label_smoothing)
+        return loss * (len(y) / self.batch), (out.argmax(1) == y).sum()
+
     def train_step(self) -> None:
         """The step at ``step_index`` of the epoch's tables, for every run; no host sync."""
-        s, b, i = self.runs, self.batch, self.step_index
+        s, i = self.runs, self.step_index
         idx = self.order.index_select(1, i).squeeze(1)  # (runs, B)
-        x, y = self.data.train_x[idx], self.data.train_y[idx].T  # (runs, B, 1, 28, 28), (B, runs)
-        if self.augment:
-            thetas = self.thetas.index_select(1, i).squeeze(1)  # (runs, B, 2, 3)
-            x = affine(x.flatten(0, 1), thetas.flatten(0, 1)).unflatten(0, (s, b))
-        x = self.side_by_side(x)
+        thetas = self.thetas.index_select(1, i).squeeze(1)  # (runs, B, 2, 3)
         lr, momentum, weight = self.rates.index_select(0, i).squeeze(0).unbind()
-        self.wide.train()
-        loss = torch.zeros(s, device=self.device)
-        correct = torch.zeros(s, dtype=torch.long, device=self.device)
-        first_shard_buffers: list[torch.Tensor] = []
-        for k, (xs, ys) in enumerate(
-            zip(x.tensor_split(self.shards), y.tensor_split(self.shards), strict=True)
-        ):
-            if k == 1:  # BatchNorm's running statistics come from the first shard (ShardedStep)
-                first_shard_buffers = [t.clone() for t in self.buffers]
-            log_probs = self.log_probs(self.wide, xs)  # (b, 10, runs)
-            per_image = training_loss(log_probs, ys, self.cfg.label_smoothing, reduction="none")
-            loss = loss + per_image.mean(0) * (len(ys) / b)  # each run's mean, by its share
-            correct = correct + (log_probs.argmax(1) == ys).sum(0)
+        jobs = [(run, k) for run in range(s) for k in range(self.shards)]
+        idx_shards = [t.tensor_split(self.shards) for t in idx]
+        theta_shards = [t.tensor_split(self.shards) for t in thetas]
+        results = []
+        for model in self.models:
+            model.train()
+        with self.side_by_side(len(jobs)) as places:
+            for (run, k), place in zip(jobs, places, strict=True):
+                with place:
+                    shard = idx_shards[run][k]
+                    x, y = self.data.train_x[shard], self.data.train_y[shard]
+                    if self.augment:
+                        x = affine(x, theta_shards[run][k])
+                    x = x.contiguous(memory_format=self.layout)
+                    results.append(self.shard_pass(run, k, x, y))
+        loss = torch.stack([r[0] for r in results]).view(s, self.shards).sum(1)
+        correct = torch.stack([r[1] for r in results]).view(s, self.shards).sum(1)
         grads = torch.autograd.grad(loss.sum(), self.params)
         with torch.no_grad():
-            if first_shard_buffers:
-                torch._foreach_copy_(self.buffers, first_shard_buffers)
             self.sgd(list(grads), lr, momentum)
             if self.cfg.ema:
                 self.average(weight)
-            self.loss_sum.add_(loss.detach() * b)
+            self.loss_sum.add_(loss.detach() * self.batch)
             self.correct.add_(correct)
             bad = (self.first_bad < 0) & ~torch.isfinite(loss.detach())
             self.first_bad.copy_(torch.where(bad, i, self.first_bad))
@@ -183,16 +202,15 @@ class StackedTrainer:
         torch._foreach_sub_(self.params, torch._foreach_mul(update, lr))
 
     def average(self, weight: torch.Tensor) -> None:
-        """`Ema.update` with this step's averaging weight 1 - d (1 at the first update)."""
-        floats = [t for t in self.buffers if t.is_floating_point()]
-        averages = [t for t in self.avg_buffers if t.is_floating_point()]
-        models, avgs = [*self.params, *floats], [*self.avg_params, *averages]
-        step = torch._foreach_sub([t.detach() for t in models], avgs)
-        torch._foreach_add_(avgs, torch._foreach_mul(step, weight))
-        counters = [t for t in self.buffers if not t.is_floating_point()]  # copied, not averaged
-        if counters:
-            avg_counters = [t for t in self.avg_buffers if not t.is_floating_point()]
-            torch._foreach_copy_(avg_counters, counters)
+        """`Ema.update` of every run with this step's averaging weight 1 - d (1 at the first
+        update)."""
+        emas = [m.ema for m in self.members if m.ema is not None]
+        avgs = [a for ema in emas for a in ema.floats[0]]
+        models = [t.detach() for ema in emas for t in ema.floats[1]]
+        torch._foreach_add_(avgs, torch._foreach_mul(torch._foreach_sub(models, avgs), weight))
+        counters = [a for ema in emas for a in ema.counters[0]]
+        if counters:  # BatchNorm's batch counters: copied, not averaged
+            torch._foreach_copy_(counters, [t for ema in emas for t in ema.counters[1]])
 
     # -- one epoch -----------------------------------------------------------------------------
 
@@ -236,14 +254,15 @@ class StackedTrainer:
     def train_epoch(self) -> list[dict]:
         """One epoch for every run: what `train_one_epoch` returns, per run."""
         self.prepare_epoch()
-        if not self.graphs:
-            for _ in range(self.steps):
-                self.train_step()
-        elif self.train_graph is None:
-            self.record_train_step()
-        else:
-            for _ in range(self.steps):
-                self.train_graph.replay()
+        with quiet_stream_mismatch():
+            if not self.graphs:
+                for _ in range(self.steps):
+                    self.train_step()
+            elif self.train_graph is None:
+                self.record_train_step()
+            else:
+                for _ in range(self.steps):
+                    self.train_graph.replay()
         seen = self.steps * self.batch
         loss, correct, bad = self.loss_sum.tolist(), self.correct.tolist(), self.first_bad.tolist()
         return [
@@ -273,17 +292,21 @@ class StackedTrainer:
     @torch.no_grad()
     def eval_pass(self) -> None:
         """Loss sum and correct predictions of every run's evaluated weights on the eval set."""
-        self.avg.eval()
-        self.eval_loss.zero_()
-        self.eval_correct.zero_()
         x_all, y_all, size = self.data.eval_x, self.data.eval_y, self.cfg.eval_batch_size
-        for start in range(0, len(y_all), size):
-            x, y = x_all[start : start + size], y_all[start : start + size]
-            x = self.side_by_side(x.expand(self.runs, *x.shape))  # the same images for every run
-            log_probs = self.log_probs(self.avg, x)  # (b, 10, runs)
-            y = y[:, None].expand(len(y), self.runs)
-            self.eval_loss.add_(F.nll_loss(log_probs, y, reduction="none").sum(0))
-            self.eval_correct.add_((log_probs.argmax(1) == y).sum(0))
+        with self.side_by_side(self.runs) as places:
+            for run, (model, place) in enumerate(zip(self.evaluated_models, places, strict=True)):
+                with place:
+                    model.eval()
+                    loss, correct = torch.zeros((), device=self.device), 0
+                    for start in range(0, len(y_all), size):
+                        x = x_all[start : start + size].contiguous(memory_format=self.layout)
+                        y = y_all[start : start + size]
+                        with autocast(self.device, self.amp):
+                            log_probs = model(x).float()
+                        loss = loss + F.nll_loss(log_probs, y, reduction="sum")
+                        correct = correct + (log_probs.argmax(1) == y).sum()
+                    self.eval_loss[run].copy_(loss)
+                    self.eval_correct[run].copy_(correct)
 
     def evaluate(self) -> list[tuple[float, float]]:
         """Mean loss and accuracy (%) of every run on the eval set, as `train.evaluate`."""
@@ -309,16 +332,12 @@ class StackedTrainer:
 
     @torch.no_grad()
     def store(self) -> None:
-        """Copy each run's part of the widened networks into its model, average and optimizer."""
-        for r, m in enumerate(self.members):
-            mine = [copy_rows(t, self.runs)[r] for t in (*self.params, *self.buffers)]
-            torch._foreach_copy_([*m.model.parameters(), *m.model.buffers()], mine)
-            for p, buf in zip(m.model.parameters(), self.momenta, strict=True):
-                m.optimizer.state[p]["momentum_buffer"] = copy_rows(buf, self.runs)[r].clone()
-            if m.ema is not None:
-                average = m.ema.module
-                mine = [copy_rows(t, self.runs)[r] for t in (*self.avg_params, *self.avg_buffers)]
-                torch._foreach_copy_([*average.parameters(), *average.buffers()], mine)
+        """Copy SGD's momentum into each run's optimizer (its model and average are trained in
+        place)."""
+        momenta = iter(self.momenta)
+        for m in self.members:
+            for p in m.model.parameters():
+                m.optimizer.state[p]["momentum_buffer"] = next(momenta).clone()
 
 
 def autocast_cache_off(device: torch.device, amp: torch.dtype | None) -> torch.autocast:
@@ -326,3 +345,18 @@ def autocast_cache_off(device: torch.device, amp: torch.dtype | None) -> torch.a
     return torch.autocast(
         device.type, dtype=amp or torch.float32, enabled=amp is not None, cache_enabled=False
     )
+
+
+@contextlib.contextmanager
+def quiet_stream_mismatch() -> Iterator[None]:
+    """Without autograd's warning that a weight's gradient arrives from another stream than the
+    one it was made on: true of every shard's stream, harmless (autograd syncs them), and noise in
+    a notebook's output."""
+    warn = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
+    if warn is not None:
+        warn(False)
+    try:
+        yield
+    finally:
+        if warn is not None:
+            warn(True)
