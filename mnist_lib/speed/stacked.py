@@ -223,12 +223,9 @@ class StackedTrainer:
         for m in self.members:
             order = torch.randperm(n, generator=m.generator)[: self.steps * b]
             orders.append(order.view(self.steps, b))
-            if self.augment:
-                draws = [
-                    random_thetas(b, self.cfg.rotate, self.cfg.shift, m.generator)
-                    for _ in range(self.steps)
-                ]
-                thetas.append(torch.stack(draws))
+            if self.augment:  # one draw for all steps: the same numbers as a draw per step
+                draws = random_thetas(self.steps * b, self.cfg.rotate, self.cfg.shift, m.generator)
+                thetas.append(draws.view(self.steps, b, 2, 3))
         rates = torch.zeros(self.steps, 3, dtype=torch.float64)
         with warnings.catch_warnings():  # the schedule steps without optimizer.step(): expected
             warnings.simplefilter("ignore", UserWarning)
