@@ -69,6 +69,46 @@ def test_each_run_s_first_step_is_its_network_s_on_its_shards(mnist, name):
     assert trainer.loss_sum[0] != trainer.loss_sum[1]  # two different networks
 
 
+def test_in_float64_an_epoch_together_is_the_loop_s_epoch_exactly(mnist):
+    """The same epoch in float64, where rounding cannot grow: `net` with two BatchNorm shards,
+    weight decay and the weight average, by StackedTrainer and by the loop of `train_one_epoch`:
+    every weight, average, momentum and statistic agrees to 1e-9 of its size."""
+    cfg = recipe("net", epochs=3, limit_train=512, limit_test=256, precision="fp32",
+                 weight_decay=0.05)  # fmt: skip
+    data = DeviceData.from_mnist(mnist, CPU, 512, 256)
+    data = DeviceData(*(t.double() if t.is_floating_point() else t for t in (
+        data.train_x, data.train_y, data.eval_x, data.eval_y)), data.split)  # fmt: skip
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        loop, together = (new_member(cfg, CPU, 512) for _ in range(2))
+        step = make_step(loop.model, cfg.shards, None)
+        mine = train_one_epoch(
+            loop.model, data, loop.optimizer, loop.scheduler, cfg, loop.generator, step, loop.ema
+        )
+        trainer = StackedTrainer([together], data, cfg, None, cfg.shards)
+        [theirs] = trainer.train_epoch()
+        trainer.store()
+    finally:
+        torch.set_default_dtype(default)
+    assert next(together.model.parameters()).dtype == torch.float64
+    pairs = [
+        *zip(loop.model.parameters(), together.model.parameters(), strict=True),
+        *zip(loop.model.buffers(), together.model.buffers(), strict=True),
+        *zip(loop.ema.module.parameters(), together.ema.module.parameters(), strict=True),
+        *zip(loop.ema.module.buffers(), together.ema.module.buffers(), strict=True),
+    ]
+    for p, q in zip(loop.model.parameters(), together.model.parameters(), strict=True):
+        pairs.append((loop.optimizer.state[p]["momentum_buffer"],
+                      together.optimizer.state[q]["momentum_buffer"]))  # fmt: skip
+    for a, b in pairs:
+        if a.is_floating_point():
+            assert (a - b).norm() <= 1e-9 * a.norm()
+        else:
+            assert torch.equal(a, b)  # BatchNorm's batch counters
+    assert theirs["train_loss"] == pytest.approx(mine["train_loss"], rel=1e-12)
+
+
 @pytest.mark.parametrize("ema", [0.999, 0.0])
 def test_an_epoch_together_is_the_loop_s_epoch(mnist, ema):
     """`net` with two BatchNorm shards, weight decay and (or without) the weight average: one
