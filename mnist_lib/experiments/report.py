@@ -8,11 +8,20 @@ from pathlib import Path
 from ..tools.paths import RESULTS_DIR
 from .sweep import load_summary
 
-# The CPU sweeps of the course models, the reference recipe's sweep on a GPU, and five more seeds
-# of `net` and `tiny`, run later.
+# The CPU sweeps of the course models, the reference recipe's sweep on a GPU, and more seeds of
+# `net`, `tiny` (5-9) and `micro19` (10-19), run later.
 SWEEPS = tuple(
     RESULTS_DIR / f"sweep-{name}"
-    for name in ("net", "net-more", "net-gpu", "tiny", "tiny-more", "micro", "micro19")
+    for name in (
+        "net",
+        "net-more",
+        "net-gpu",
+        "tiny",
+        "tiny-more",
+        "micro",
+        "micro19",
+        "micro19-more",
+    )
 )
 
 
