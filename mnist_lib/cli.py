@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--together",
         type=int,
         default=5,
-        help="on a GPU, also time this many seeds trained as one against one by one (default: 5)",
+        help="on a GPU, also time this many seeds trained together against one by one (default: 5)",
     )
     p.set_defaults(func=cmd_bench)
 

@@ -17,7 +17,7 @@ from mnist_lib.errors import UserError
 from mnist_lib.model import model_names
 from mnist_lib.run import fit, fit_together, new_member
 from mnist_lib.speed import StackedTrainer, make_step, trains_together
-from mnist_lib.train import train_one_epoch
+from mnist_lib.train import evaluate, train_one_epoch
 
 CPU = torch.device("cpu")
 
@@ -72,7 +72,8 @@ def test_each_run_s_first_step_is_its_network_s_on_its_shards(mnist, name):
 def test_in_float64_an_epoch_together_is_the_loop_s_epoch_exactly(mnist):
     """The same epoch in float64, where rounding cannot grow: `net` with two BatchNorm shards,
     weight decay and the weight average, by StackedTrainer and by the loop of `train_one_epoch`:
-    every weight, average, momentum and statistic agrees to 1e-9 of its size."""
+    every weight, average, momentum and statistic agrees to 1e-9 of its size, and so does the
+    test pass of the weight average."""
     cfg = recipe("net", epochs=3, limit_train=512, limit_test=256, precision="fp32",
                  weight_decay=0.05)  # fmt: skip
     data = DeviceData.from_mnist(mnist, CPU, 512, 256)
@@ -89,6 +90,8 @@ def test_in_float64_an_epoch_together_is_the_loop_s_epoch_exactly(mnist):
         trainer = StackedTrainer([together], data, cfg, None, cfg.shards)
         [theirs] = trainer.train_epoch()
         trainer.store()
+        [(their_loss, their_acc)] = trainer.evaluate()
+        my_loss, my_acc = evaluate(loop.ema.module, data.eval_x, data.eval_y, cfg.eval_batch_size)
     finally:
         torch.set_default_dtype(default)
     assert next(together.model.parameters()).dtype == torch.float64
@@ -107,6 +110,8 @@ def test_in_float64_an_epoch_together_is_the_loop_s_epoch_exactly(mnist):
         else:
             assert torch.equal(a, b)  # BatchNorm's batch counters
     assert theirs["train_loss"] == pytest.approx(mine["train_loss"], rel=1e-12)
+    assert their_loss == pytest.approx(my_loss, rel=1e-9)  # the weight average's test pass
+    assert their_acc == my_acc
 
 
 @pytest.mark.parametrize("ema", [0.999, 0.0])
@@ -211,9 +216,11 @@ def exact_gpu_sums(monkeypatch) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_recorded_step_replays_what_the_eager_step_computes(mnist, monkeypatch):
-    """The same two seeds, graphs off and on: the same numbers every epoch up to rounding
-    (graphs record the first epoch's step and the second epoch's test pass, and replay them from
-    then on). In fp32: in bf16 the first epoch's mean loss differed by 1.1e-4 (H200)."""
+    """The same two seeds of two shards each, eager on one stream, and recorded with every shard
+    on its own stream: the same numbers every epoch up to rounding (graphs record the first
+    epoch's step and the second epoch's test pass, and replay them from then on). In fp32: in
+    bf16 the first epoch's mean loss differed by 1.1e-4 (H200, when the recorded step still
+    augmented under autocast)."""
     exact_gpu_sums(monkeypatch)
     cuda = torch.device("cuda")
     cfg = recipe("net", epochs=3, limit_train=4096, limit_test=1000, lr=0.02)
@@ -222,6 +229,9 @@ def test_the_recorded_step_replays_what_the_eager_step_computes(mnist, monkeypat
     for graphs in (False, True):
         members = [new_member(replace(cfg, seed=s), cuda, 4096) for s in (0, 1)]
         trainer = StackedTrainer(members, data, cfg, None, cfg.shards, graphs=graphs)
+        assert len(trainer.streams) == 4
+        if not graphs:
+            trainer.streams = []  # every shard in turn on the current stream, as on a CPU
         results.append([(trainer.train_epoch(), trainer.evaluate()) for _ in range(cfg.epochs)])
         assert (trainer.train_graph is not None) == graphs
         assert (trainer.eval_graph is not None) == graphs

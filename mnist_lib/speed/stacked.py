@@ -120,7 +120,8 @@ class StackedTrainer:
         for m in self.members:
             for p in m.model.parameters():
                 saved = m.optimizer.state.get(p, {}).get("momentum_buffer")
-                momenta.append(saved.clone() if saved is not None else torch.zeros_like(p))
+                momentum = torch.zeros_like(p)  # in the weight's layout, for the fused update
+                momenta.append(momentum.copy_(saved) if saved is not None else momentum)
         return momenta
 
     @contextlib.contextmanager
@@ -135,9 +136,11 @@ class StackedTrainer:
         streams = self.streams[:jobs]
         for stream in streams:
             stream.wait_stream(here)
-        yield [torch.cuda.stream(stream) for stream in streams]
-        for stream in streams:
-            here.wait_stream(stream)
+        try:
+            yield [torch.cuda.stream(stream) for stream in streams]
+        finally:  # joined back even after an error, which a recording needs to end cleanly
+            for stream in streams:
+                here.wait_stream(stream)
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -278,7 +281,7 @@ class StackedTrainer:
                 self.train_step()
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), autocast_cache_off(self.device, self.amp):
+        with torch.cuda.graph(graph), autocast_cache_off(self.device):
             self.train_step()  # recorded, not run: the counter stays at the warm-up's end
         self.train_graph = graph
         for _ in range(self.steps - warm):
@@ -313,7 +316,7 @@ class StackedTrainer:
             self.eval_pass()  # the first pass warms up; the second is recorded
             if self.evaluated:
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph), autocast_cache_off(self.device, self.amp):
+                with torch.cuda.graph(graph), autocast_cache_off(self.device):
                     self.eval_pass()
                 self.eval_graph = graph
             self.evaluated = True
@@ -337,11 +340,11 @@ class StackedTrainer:
                 m.optimizer.state[p]["momentum_buffer"] = next(momenta).clone()
 
 
-def autocast_cache_off(device: torch.device, amp: torch.dtype | None) -> torch.autocast:
-    """Autocast without its weight cache, which a CUDA graph must not hold across replays."""
-    return torch.autocast(
-        device.type, dtype=amp or torch.float32, enabled=amp is not None, cache_enabled=False
-    )
+def autocast_cache_off(device: torch.device) -> torch.autocast:
+    """While recording: autocast's weight cache off, which a CUDA graph must not hold across
+    replays (the passes' own autocast inherits it), and autocast itself off around them, as in
+    the eager steps: augmentation and losses in fp32."""
+    return torch.autocast(device.type, enabled=False, cache_enabled=False)
 
 
 @contextlib.contextmanager
