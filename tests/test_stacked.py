@@ -11,12 +11,15 @@ import torch
 import torch.nn.functional as F
 from helpers import silent
 
+from mnist_lib.augment import random_thetas
 from mnist_lib.config import TrainConfig, recipe
 from mnist_lib.data import DeviceData
+from mnist_lib.device import autocast
 from mnist_lib.errors import UserError
 from mnist_lib.model import model_names
 from mnist_lib.run import fit, fit_together, new_member
 from mnist_lib.speed import StackedTrainer, make_step, trains_together
+from mnist_lib.speed.stacked import autocast_cache_off
 from mnist_lib.train import evaluate, train_one_epoch
 
 CPU = torch.device("cpu")
@@ -203,6 +206,20 @@ def test_runs_together_must_differ_in_their_seed_only(tmp_path, mnist):
     cfgs = [slow_micro(seed=0), slow_micro(seed=1, lr=0.05)]
     with pytest.raises(ValueError, match="seed only"):
         together(cfgs, [tmp_path / "a", tmp_path / "b"], mnist)
+
+
+def test_while_recording_only_the_passes_run_under_autocast():
+    """The context a step is recorded in: augmentation outside the passes warps on an fp32 grid,
+    as in the eager steps, and the passes' own bf16 autocast runs without its weight cache (which
+    a CUDA graph must not keep across replays). Shown on the CPU, whose autocast works alike."""
+    thetas = random_thetas(8, 7.0, 1.5, torch.Generator().manual_seed(0))
+    with autocast_cache_off(CPU):
+        assert F.affine_grid(thetas, [8, 1, 28, 28], align_corners=False).dtype == torch.float32
+        with autocast(CPU, torch.bfloat16):
+            assert torch.is_autocast_enabled("cpu")
+            assert not torch.is_autocast_cache_enabled()
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    assert torch.is_autocast_cache_enabled()
 
 
 def exact_gpu_sums(monkeypatch) -> None:
