@@ -370,8 +370,7 @@ def fit_together(
     amp = autocast_dtype(dev, cfg.precision)
     folders = [RunFolder(Path(d)) for d in run_dirs]
     resumes = resume or [False] * len(cfgs)
-    if together is None:
-        together = trains_together(dev)
+    together = trains_together(dev) if together is None else together
     with contextlib.ExitStack() as held:
         for folder in folders:
             held.enter_context(claimed(folder, log))
@@ -409,9 +408,7 @@ class Run:
 
     @property
     def eval_model(self) -> nn.Module:
-        """The weights that are scored and saved: the weight average when there is one."""
-        ema = self.member.ema
-        return ema.module if ema is not None else self.member.model
+        return self.member.eval_model
 
     def state(self) -> dict:
         m = self.member

@@ -36,7 +36,7 @@ from ..device import autocast_dtype, cpu_kind, hardware, pick_device, precision_
 from ..errors import UserError
 from ..files import write_json
 from ..run import new_member
-from ..speed import StackedTrainer, make_step, trains_together, worker_threads
+from ..speed import Member, StackedTrainer, make_step, trains_together, worker_threads
 from ..train import (
     evaluate,
     shards_per_step,
@@ -74,11 +74,10 @@ class PeakMemory:
             self._thread.join()
 
 
-def usual_setup(cfg: TrainConfig, device: torch.device):
+def usual_setup(cfg: TrainConfig, device: torch.device) -> Member:
     """Model, optimizer, schedule and EMA as the library makes them (`mnist_lib.run.new_member`),
     but in PyTorch's default memory layout."""
-    m = new_member(cfg, device, TRAIN_SIZE, torch.contiguous_format)
-    return m.model, m.optimizer, m.scheduler, m.ema
+    return new_member(cfg, device, TRAIN_SIZE, torch.contiguous_format)
 
 
 def usual_epochs(cfg: TrainConfig, device: torch.device, data_dir: Path) -> list[float]:
@@ -105,8 +104,9 @@ def usual_epochs(cfg: TrainConfig, device: torch.device, data_dir: Path) -> list
         train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, **loader_args
     )
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=1000, **loader_args)
-    model, optimizer, scheduler, ema = usual_setup(cfg, device)
-    eval_model = ema.module if ema else model
+    m = usual_setup(cfg, device)
+    model, optimizer, scheduler, ema = m.model, m.optimizer, m.scheduler, m.ema
+    eval_model = m.eval_model
     times = []
     for _ in range(cfg.epochs):
         t0 = time.perf_counter()
@@ -143,8 +143,7 @@ def library_epochs(cfg: TrainConfig, device: torch.device, data: DeviceData) -> 
     for _ in range(cfg.epochs):
         t0 = time.perf_counter()
         train_one_epoch(m.model, data, m.optimizer, m.scheduler, cfg, m.generator, step, m.ema)
-        average = m.ema.module if m.ema else m.model
-        evaluate(average, data.eval_x, data.eval_y, cfg.eval_batch_size, amp)
+        evaluate(m.eval_model, data.eval_x, data.eval_y, cfg.eval_batch_size, amp)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)

@@ -49,6 +49,11 @@ class Member:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are scored and saved: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
 
 class StackedTrainer:
     """Trains ``members`` (same config ``cfg`` but the seed) together on ``data``'s device.
@@ -84,7 +89,7 @@ class StackedTrainer:
                 m.ema.module.to(memory_format=layout)
         self.layout = layout
         self.models = [m.model for m in members]
-        self.evaluated_models = [m.ema.module if m.ema else m.model for m in members]
+        self.evaluated_models = [m.eval_model for m in members]
         self.params = [p for model in self.models for p in model.parameters()]
         # Shards after the first run through their network with scratch BatchNorm statistics:
         # the run's statistics come from its first shard, as in `ShardedStep`.
