@@ -12,7 +12,9 @@ from the first shard, as with DistributedDataParallel.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -136,13 +138,9 @@ class ShardedStep:
 
     def record_cuda_graphs(self, shard_inputs: tuple[torch.Tensor, ...]) -> None:
         """Replace each replica's training forward (and its backward) by a CUDA graph of it."""
-        # The graphs' warm-up runs on a side stream, so autograd warns once that the gradient
-        # accumulation will sync with it: true, harmless, and noise in a notebook's output. The
-        # warning is switched off while recording and back on (its default) afterwards.
-        warn = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
-        if warn is not None:
-            warn(False)
-        try:
+        # The graphs' warm-up runs on a side stream, so autograd would warn that the gradient
+        # accumulation syncs with it.
+        with quiet_stream_mismatch():
             for replica, sample in zip(self.replicas, shard_inputs, strict=True):
                 saved = [b.clone() for b in replica.buffers()]  # warm-up passes are not training
                 with torch.autocast(
@@ -155,7 +153,19 @@ class ShardedStep:
                 with torch.no_grad():
                     torch._foreach_copy_(list(replica.buffers()), saved)
                 replica.zero_grad(set_to_none=True)
-        finally:
-            if warn is not None:
-                warn(True)
         self.graphed = True
+
+
+@contextlib.contextmanager
+def quiet_stream_mismatch() -> Iterator[None]:
+    """Without autograd's warning that a weight's gradient arrives from another stream than the
+    one it was made on (a warm-up's side stream, a shard's own stream): true, harmless (autograd
+    syncs them), and noise in a notebook's output; back on (its default) afterwards."""
+    warn = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
+    if warn is not None:
+        warn(False)
+    try:
+        yield
+    finally:
+        if warn is not None:
+            warn(True)

@@ -32,6 +32,7 @@ from ..data import DeviceData
 from ..device import autocast
 from ..ema import Ema
 from ..train import steps_per_epoch, training_loss
+from .shards import quiet_stream_mismatch
 
 # Eager steps on a side stream before a step is recorded, as PyTorch's CUDA graph docs advise:
 # the first calls set up cuDNN and the allocator, which a recording must not contain.
@@ -350,18 +351,3 @@ def autocast_cache_off(device: torch.device) -> torch.autocast:
     replays (the passes' own autocast inherits it), and autocast itself off around them, as in
     the eager steps: augmentation and losses in fp32."""
     return torch.autocast(device.type, enabled=False, cache_enabled=False)
-
-
-@contextlib.contextmanager
-def quiet_stream_mismatch() -> Iterator[None]:
-    """Without autograd's warning that a weight's gradient arrives from another stream than the
-    one it was made on: true of every shard's stream, harmless (autograd syncs them), and noise in
-    a notebook's output."""
-    warn = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
-    if warn is not None:
-        warn(False)
-    try:
-        yield
-    finally:
-        if warn is not None:
-            warn(True)
