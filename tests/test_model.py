@@ -198,3 +198,39 @@ def test_micronet_is_the_design_the_search_chose(model, design, params):
         assert torch.equal(a, b)
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(micro.eval()(x), design.eval()(x))
+
+
+def test_a_shortcut_adds_its_cropped_input_and_no_weights():
+    """design-wr is design-w with shortcuts around its last three blocks: the same weights for a
+    seed, and each of those blocks' outputs is ReLU(block(x) + x without its border pixels)."""
+    from mnist_lib.experiments.designs import SpecNet
+
+    torch.manual_seed(5)
+    plain = build_model("design-w", dropout=0.0)
+    torch.manual_seed(5)
+    shortcut = build_model("design-wr", dropout=0.0)
+    assert count_params(shortcut) == count_params(plain) == 4_939
+    for a, b in zip(plain.state_dict().values(), shortcut.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    x = torch.randn(2, 1, 28, 28)
+    plain.eval(), shortcut.eval()
+    hidden = plain.features[:4](x)  # up to the first separable block: 24 channels, 12x12
+    assert torch.equal(shortcut.features[:4](x), hidden)
+    for layer in plain.features[4:]:
+        conv_bn = layer[:-1]  # the block without its ReLU
+        hidden = torch.relu(conv_bn(hidden) + hidden[:, :, 1:-1, 1:-1])
+    assert torch.allclose(shortcut.features(x), hidden)
+    assert not torch.allclose(plain.features(x), hidden)
+    with pytest.raises(ValueError, match="as many channels"):
+        SpecNet("C8 r16")
+
+
+def test_a_silu_spec_changes_only_the_activation():
+    torch.manual_seed(5)
+    relu = build_model("design-w", dropout=0.0)
+    torch.manual_seed(5)
+    silu = build_model("design-ws", dropout=0.0)
+    for a, b in zip(relu.state_dict().values(), silu.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    kinds = {type(m) for m in silu.modules()}
+    assert nn.SiLU in kinds and nn.ReLU not in kinds

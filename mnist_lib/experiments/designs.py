@@ -9,9 +9,12 @@ weights:
     Dn  depthwise-separable 3x3 (a 3x3 per channel, then a 1x1 to n channels), padding 1
     dn  the same without padding
     sn  depthwise-separable as dn, with BatchNorm and ReLU after the 3x3 as well (MobileNet's)
+    rn  dn with a shortcut: its input, cropped to the output's size, added before the ReLU
+        (ResNet's; no weights of its own, so the input must already have n channels)
     p   2x2 max-pool
 
-and every design ends in global average pooling and one ``Linear(channels, 10)``, unless its last
+A spec that starts with ``silu`` uses SiLU (x * sigmoid(x)) wherever the others use ReLU. Every
+design ends in global average pooling and one ``Linear(channels, 10)``, unless its last
 token is
 
     k   a depthwise convolution over the whole remaining map, one output per channel (its
@@ -52,11 +55,17 @@ DESIGNS: dict[str, str] = {
     "design-x": "C10 C16 p d24 d24 d24 d24",
     "design-y": "C8 C20 p d24 d24 d24 d22",
     "design-z": "C8 C16 p d24 d24 d24 d24 t10 k",
+    "design-wr": "C8 C19 p d24 r24 r24 r24",
+    "design-r5": "C8 C16 p d22 r22 r22 r22 r22",
+    "design-ws": "silu C8 C19 p d24 d24 d24 d24",
     "design-tiny": "C8 C12 p t8 c12 c16 t8 c16 c16",  # TinyNet's layout, as a reference
 }
 
 
-def spec_layer(kind: str, c_in: int, c_out: int) -> nn.Module:
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU}
+
+
+def spec_layer(kind: str, c_in: int, c_out: int, act: type[nn.Module] = nn.ReLU) -> nn.Module:
     """One spec token's layer (see the module docstring)."""
     if kind == "p":
         return nn.MaxPool2d(2, 2)
@@ -65,6 +74,10 @@ def spec_layer(kind: str, c_in: int, c_out: int) -> nn.Module:
         convs = [nn.Conv2d(c_in, c_out, 1, bias=False)]
     elif kind in "cC":
         convs = [nn.Conv2d(c_in, c_out, 3, padding=padding, bias=False)]
+    elif kind == "r":
+        if c_in != c_out:
+            raise ValueError(f"a shortcut needs as many channels in as out, got {c_in} -> {c_out}")
+        return Shortcut(spec_layer("d", c_in, c_out)[:-1], act())
     elif kind in "dD":
         convs = [
             nn.Conv2d(c_in, c_in, 3, padding=padding, groups=c_in, bias=False),
@@ -74,12 +87,23 @@ def spec_layer(kind: str, c_in: int, c_out: int) -> nn.Module:
         convs = [
             nn.Conv2d(c_in, c_in, 3, padding=padding, groups=c_in, bias=False),
             nn.BatchNorm2d(c_in),
-            nn.ReLU(),
+            act(),
             nn.Conv2d(c_in, c_out, 1, bias=False),
         ]
     else:
         raise ValueError(f"unknown layer {kind!r} in a design spec")
-    return nn.Sequential(*convs, nn.BatchNorm2d(c_out), nn.ReLU())
+    return nn.Sequential(*convs, nn.BatchNorm2d(c_out), act())
+
+
+class Shortcut(nn.Module):
+    """``act``(``block``(x) + x cropped to the block's output), for an unpadded 3x3 ``block``."""
+
+    def __init__(self, block: nn.Module, act: nn.Module) -> None:
+        super().__init__()
+        self.block, self.act = block, act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.block(x) + x[:, :, 1:-1, 1:-1])
 
 
 class SpecNet(nn.Module):
@@ -88,15 +112,16 @@ class SpecNet(nn.Module):
     def __init__(self, spec: str, dropout: float = 0.0) -> None:
         super().__init__()
         tokens = spec.split()
+        act = ACTIVATIONS[tokens.pop(0)] if tokens[0] in ACTIVATIONS else nn.ReLU
         templates = tokens[-1] == "k"
         layers, channels, size = [], 1, 28
         for token in tokens[:-1] if templates else tokens:
             out = int(token[1:]) if token[1:] else channels
-            layers.append(spec_layer(token[0], channels, out))
+            layers.append(spec_layer(token[0], channels, out, act))
             if dropout and token[0] != "p":
                 layers.append(nn.Dropout2d(dropout))
             channels = out
-            size = size // 2 if token == "p" else size - 2 if token[0] in "cds" else size
+            size = size // 2 if token == "p" else size - 2 if token[0] in "cdsr" else size
         self.features = nn.Sequential(*layers)
         if templates:
             if channels != 10:
