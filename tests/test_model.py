@@ -223,6 +223,10 @@ def test_a_shortcut_adds_its_cropped_input_and_no_weights():
     assert not torch.allclose(plain.features(x), hidden)
     with pytest.raises(ValueError, match="as many channels"):
         SpecNet("C8 r16")
+    # a shortcut block shrinks the map like an unpadded one: 28 -> 14 -> 12 -> 10, then the
+    # class templates must cover exactly those 10 x 10
+    templates = SpecNet("C8 p d10 r10 k").templates
+    assert templates.kernel_size == (10, 10)
 
 
 def test_a_silu_spec_changes_only_the_activation():
@@ -232,5 +236,8 @@ def test_a_silu_spec_changes_only_the_activation():
     silu = build_model("design-ws", dropout=0.0)
     for a, b in zip(relu.state_dict().values(), silu.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    kinds = {type(m) for m in silu.modules()}
-    assert nn.SiLU in kinds and nn.ReLU not in kinds
+    from mnist_lib.experiments.designs import SpecNet
+
+    for net in (silu, SpecNet("silu C8 p s8 r8")):  # every kind of block, shortcut included
+        kinds = {type(m) for m in net.modules()}
+        assert nn.SiLU in kinds and nn.ReLU not in kinds

@@ -2,7 +2,9 @@
 sharded step), in the precision this process resolves to; alternating, medians.
 
     MNIST_CPU_FP32=1 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 \
-        python results/bench/cpu-levers/layout.py        # an AVX2-only CPU's fp32
+        python results/bench/cpu-levers/layout.py    # an AVX2-only CPU's fp32
+
+(``python`` of the project's environment, where `mnist_lib` is installed.)
 """
 
 import statistics
@@ -10,10 +12,10 @@ import time
 
 import torch
 
-import mnist_lib.run as run
 from mnist_lib.config import recipe
 from mnist_lib.data import DeviceData, load_mnist
 from mnist_lib.device import autocast_dtype, cpu_kind, pick_device
+from mnist_lib.run import new_member
 from mnist_lib.speed import make_step
 from mnist_lib.train import evaluate, shards_per_step, train_one_epoch
 
@@ -25,8 +27,7 @@ print(cpu_kind(), amp, "net", torch.get_num_threads(), "threads", flush=True)
 times: dict[str, list[tuple[float, float]]] = {}
 for _ in range(3):
     for layout in (torch.channels_last, torch.contiguous_format):
-        run.memory_format = lambda device, layout=layout: layout
-        m = run.new_member(cfg, dev, len(data.train_y))
+        m = new_member(cfg, dev, len(data.train_y), layout)
         step = make_step(m.model, shards_per_step(cfg, len(data.train_y)), amp)
         t0 = time.perf_counter()
         train_one_epoch(m.model, data, m.optimizer, m.scheduler, cfg, m.generator, step, m.ema)
