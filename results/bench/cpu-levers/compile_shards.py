@@ -3,11 +3,13 @@ replica compiled (Inductor's C++ kernels on one thread each, as the shards' work
 eager, alternating; the compile time, and how many graphs Dynamo compiled (a recompile shows as
 more than one per replica).
 
-    python results/bench/cpu-levers/compile_shards.py [WARM_UP_THREADS]
+    python results/bench/cpu-levers/compile_shards.py [WARM_UP_THREADS [cpp_wrapper]]
 
 The warm-up steps that compile run in this thread, one replica after the other, with
 WARM_UP_THREADS intra-op threads (default 1, the count each worker has during the epoch; 2 shows
-what a different count costs)."""
+what a different count costs). `cpp_wrapper` turns on Inductor's C++ wrapper, which releases the
+GIL while a compiled graph runs; its default Python wrapper holds it (pytorch/pytorch#163061), so
+the two shards' threads cannot overlap."""
 
 import statistics
 import sys
@@ -26,6 +28,7 @@ from mnist_lib.train import evaluate, shards_per_step, train_one_epoch
 
 inductor_config.cpp.threads = 1
 warm_up_threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+inductor_config.cpp_wrapper = sys.argv[2:] == ["cpp_wrapper"]
 cfg = recipe("net", epochs=3)
 dev = pick_device("cpu")
 data = DeviceData.from_mnist(load_mnist(None), dev)
