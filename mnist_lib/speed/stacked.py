@@ -100,6 +100,14 @@ class StackedTrainer:
             for model in self.models
         ]
         self.momenta = self.saved_momenta()
+        # The weight averages' tensors and what they follow, gathered once for `average`.
+        emas = [m.ema for m in members if m.ema is not None]
+        self.averages = [a for ema in emas for a in ema.floats[0]]
+        self.averaged = [t.detach() for ema in emas for t in ema.floats[1]]
+        self.counters = (
+            [a for ema in emas for a in ema.counters[0]],
+            [t for ema in emas for t in ema.counters[1]],
+        )
         dev, s, b = self.device, self.runs, self.batch
         # The epoch's tables, filled by `prepare_epoch`, and the step counter that indexes them.
         self.order = torch.zeros(s, self.steps, b, dtype=torch.long, device=dev)
@@ -213,13 +221,10 @@ class StackedTrainer:
     def average(self, weight: torch.Tensor) -> None:
         """`Ema.update` of every run with this step's averaging weight 1 - d (1 at the first
         update)."""
-        emas = [m.ema for m in self.members if m.ema is not None]
-        avgs = [a for ema in emas for a in ema.floats[0]]
-        models = [t.detach() for ema in emas for t in ema.floats[1]]
-        torch._foreach_add_(avgs, torch._foreach_mul(torch._foreach_sub(models, avgs), weight))
-        counters = [a for ema in emas for a in ema.counters[0]]
-        if counters:  # BatchNorm's batch counters: copied, not averaged
-            torch._foreach_copy_(counters, [t for ema in emas for t in ema.counters[1]])
+        moves = torch._foreach_mul(torch._foreach_sub(self.averaged, self.averages), weight)
+        torch._foreach_add_(self.averages, moves)
+        if self.counters[0]:  # BatchNorm's batch counters: copied, not averaged
+            torch._foreach_copy_(*self.counters)
 
     # -- one epoch -----------------------------------------------------------------------------
 
