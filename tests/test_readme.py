@@ -19,8 +19,9 @@ def test_readme_ablation_table_matches_the_committed_runs():
     assert ablation_table(load_ablation(RESULTS_DIR / "ablate")) in README
 
 
-def test_readme_design_table_matches_the_committed_search():
-    assert design_table(RESULTS_DIR / "design-search") in README
+def test_readme_design_tables_match_the_committed_search():
+    for folder in ("design-search", "design-search-gpu"):
+        assert design_table(RESULTS_DIR / folder) in README, folder
 
 
 def test_every_mnist_lib_command_in_the_readme_exists():

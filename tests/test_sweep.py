@@ -202,7 +202,9 @@ def test_ablation_table_gives_the_change_against_the_recipe(tmp_path):
 def test_design_table_ranks_by_validation_and_names_the_recipe_changes(tmp_path, mnist):
     from mnist_lib.experiments.designs import design_table, search_recipe
 
-    for name, changes in (("design-e", {}), ("design-e-lr", {"lr": 0.05})):
+    for name, changes in (
+        ("design-e", {}), ("design-e-lr", {"lr": 0.05}), ("test-design-e", {"val": 0})
+    ):
         cfg = replace(search_recipe("design-e"), epochs=1, limit_train=512, **changes)
         run_seeds(cfg, [0], tmp_path / name, device="cpu", progress=False, log=silent, data=mnist)
     rows = design_table(tmp_path).splitlines()[2:]

@@ -153,13 +153,15 @@ def search_recipe(model: str):
 def design_table(folder: str | Path) -> str:
     """A markdown table of the search in ``folder`` (one sweep folder per candidate): the layer
     spec, the parameters, what the run changed in the search recipe, and the validation numbers,
-    best first."""
+    best first. Test sweeps in ``folder`` (a pick's confirmation) are left out."""
     from ..config import changed_fields
     from .sweep import load_summary
 
     rows = []
     for summary_file in sorted(Path(folder).glob("*/summary.json")):
         s = load_summary(summary_file.parent)
+        if s["split"] != "val":
+            continue
         config = {**s["config"], "seed": 0}
         changes = [
             f"{k} {config[k]}"
