@@ -241,3 +241,19 @@ def test_a_silu_spec_changes_only_the_activation():
     for net in (silu, SpecNet("silu C8 p s8 r8")):  # every kind of block, shortcut included
         kinds = {type(m) for m in net.modules()}
         assert nn.SiLU in kinds and nn.ReLU not in kinds
+
+
+def test_squeeze_excite_scales_each_channel_by_a_gate_from_all_channel_averages():
+    from mnist_lib.experiments.designs import SpecNet, SqueezeExcite
+
+    gates = 2 * (24 * 3 + 3 + 3 * 24 + 24)  # two e3 on 24 channels: down and up, with biases
+    assert count_params(build_model("design-he", dropout=0.0)) == 4_618 + gates == 4_960
+    torch.manual_seed(5)
+    se = SqueezeExcite(4, 2, nn.ReLU())
+    x = torch.randn(2, 4, 5, 5)
+    means = x.mean((2, 3))  # (2, 4): one average per image and channel
+    hidden = torch.relu(means @ se.down.weight[:, :, 0, 0].T + se.down.bias)
+    gate = torch.sigmoid(hidden @ se.up.weight[:, :, 0, 0].T + se.up.bias)
+    assert torch.allclose(se(x), x * gate[:, :, None, None])
+    # it keeps size and channels: the class templates after it cover the map before it
+    assert SpecNet("C8 p d10 e2 k").templates.kernel_size == (12, 12)

@@ -12,6 +12,9 @@ weights:
     rn  dn with a shortcut: its input, cropped to the output's size, added before the ReLU
         (ResNet's; no weights of its own, so the input must already have n channels)
     p   2x2 max-pool
+    en  squeeze-and-excitation (SENet's) on the channels it is given, n hidden units: each
+        channel scaled by a gate in (0, 1) that a two-layer net computes from all channels'
+        averages (no BatchNorm; size and channels kept)
 
 A spec that starts with ``silu`` uses SiLU (x * sigmoid(x)) wherever the others use ReLU. Every
 design ends in global average pooling and one ``Linear(channels, 10)``, unless its last
@@ -58,6 +61,7 @@ DESIGNS: dict[str, str] = {
     "design-wr": "C8 C19 p d24 r24 r24 r24",
     "design-r5": "C8 C16 p d22 r22 r22 r22 r22",
     "design-ws": "silu C8 C19 p d24 d24 d24 d24",
+    "design-he": "C8 C16 p d24 d24 d24 e3 d24 e3",
     "design-tiny": "C8 C12 p t8 c12 c16 t8 c16 c16",  # TinyNet's layout, as a reference
 }
 
@@ -69,6 +73,8 @@ def spec_layer(kind: str, c_in: int, c_out: int, act: type[nn.Module] = nn.ReLU)
     """One spec token's layer (see the module docstring)."""
     if kind == "p":
         return nn.MaxPool2d(2, 2)
+    if kind == "e":
+        return SqueezeExcite(c_in, c_out, act())
     padding = 1 if kind.isupper() else 0
     if kind in "tT":
         convs = [nn.Conv2d(c_in, c_out, 1, bias=False)]
@@ -106,6 +112,21 @@ class Shortcut(nn.Module):
         return self.act(self.block(x) + x[:, :, 1:-1, 1:-1])
 
 
+class SqueezeExcite(nn.Module):
+    """x scaled per channel by sigmoid(up(``act``(down(the channel averages of x)))), with
+    ``hidden`` units between: a gate that lets what the whole map holds weigh each channel."""
+
+    def __init__(self, channels: int, hidden: int, act: nn.Module) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(channels, hidden, 1)
+        self.act = act
+        self.up = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.up(self.act(self.down(x.mean((2, 3), keepdim=True))))
+        return x * torch.sigmoid(gate)
+
+
 class SpecNet(nn.Module):
     """A network built from a spec (see the module docstring)."""
 
@@ -118,9 +139,9 @@ class SpecNet(nn.Module):
         for token in tokens[:-1] if templates else tokens:
             out = int(token[1:]) if token[1:] else channels
             layers.append(spec_layer(token[0], channels, out, act))
-            if dropout and token[0] != "p":
+            if dropout and token[0] not in "pe":
                 layers.append(nn.Dropout2d(dropout))
-            channels = out
+            channels = channels if token[0] == "e" else out  # e's number: its hidden units
             size = size // 2 if token == "p" else size - 2 if token[0] in "cdsr" else size
         self.features = nn.Sequential(*layers)
         if templates:
