@@ -257,3 +257,57 @@ def test_squeeze_excite_scales_each_channel_by_a_gate_from_all_channel_averages(
     assert torch.allclose(se(x), x * gate[:, :, None, None])
     # it keeps size and channels: the class templates after it cover the map before it
     assert SpecNet("C8 p d10 e2 k").templates.kernel_size == (12, 12)
+
+
+def test_an_again_layer_shares_its_convolutions_and_keeps_its_own_batchnorm():
+    """design-k2 is C8 C16 p d32 d32 a a a: each ``a`` runs the last d32's 3x3 and 1x1 again
+    (the same tensors, counted once) with a BatchNorm of its own."""
+    from mnist_lib.ema import Ema
+    from mnist_lib.experiments.designs import SpecNet
+
+    by_hand = (
+        3 * 3 * 1 * 8 + 2 * 8 + 3 * 3 * 8 * 16 + 2 * 16
+        + (9 * 16 + 16 * 32 + 2 * 32) + (9 * 32 + 32 * 32 + 2 * 32)
+        + 3 * (2 * 32)  # the three a: a BatchNorm each, no convolutions
+        + 32 * 10 + 10
+    )  # fmt: skip
+    torch.manual_seed(5)
+    net = build_model("design-k2", dropout=0.0).eval()
+    assert count_params(net) == by_hand == 3_890
+    features = net.features  # C8 C16 p d32 d32 a a a
+    depthwise, pointwise, _, _ = features[4]
+    x = torch.randn(2, 1, 28, 28)
+    hidden = features[:5](x)
+    for again in features[5:]:
+        assert again[0] is depthwise and again[1] is pointwise and again[2] is not features[4][2]
+        hidden = again[3](again[2](pointwise(depthwise(hidden))))
+    assert torch.equal(features(x), hidden)
+    # the EMA's copy shares the same way, so it averages each weight once
+    ema = Ema(net, 0.999).module
+    assert ema.features[7][0] is ema.features[4][0]
+    assert len(list(ema.parameters())) == len(list(net.parameters()))
+    # size: 28 -> 14 -> 12 -> 10, then each a takes 2 more, like the d it repeats
+    assert SpecNet("C8 p d10 d10 a a k").templates.kernel_size == (6, 6)
+    for spec, error in [
+        ("C8 p a", "repeats an unpadded c or d layer"),
+        ("C8 d16 a", "16 channels in and out"),
+        ("C8 d8 a2", "takes no number"),
+    ]:
+        with pytest.raises(ValueError, match=error):
+            SpecNet(spec)
+
+
+def test_a_five_by_five_block_counts_like_by_hand_and_shrinks_the_map_by_four():
+    from mnist_lib.experiments.designs import SpecNet
+
+    # design-f3: C8 C16 p f24 f24 f24, a 5x5 per input channel, a 1x1 and a BatchNorm per block
+    by_hand = (
+        3 * 3 * 1 * 8 + 2 * 8 + 3 * 3 * 8 * 16 + 2 * 16
+        + (25 * 16 + 16 * 24 + 2 * 24) + 2 * (25 * 24 + 24 * 24 + 2 * 24)
+        + 24 * 10 + 10
+    )  # fmt: skip
+    net = build_model("design-f3", dropout=0.0)
+    assert count_params(net) == by_hand == 4_802
+    assert net.features[3][0].kernel_size == (5, 5) and net.features[3][0].groups == 16
+    # 28 -> 14 -> 10 -> 6: the class templates cover 6 x 6
+    assert SpecNet("C8 p f10 f10 k").templates.kernel_size == (6, 6)

@@ -9,9 +9,12 @@ weights:
     Dn  depthwise-separable 3x3 (a 3x3 per channel, then a 1x1 to n channels), padding 1
     dn  the same without padding
     sn  depthwise-separable as dn, with BatchNorm and ReLU after the 3x3 as well (MobileNet's)
+    fn  dn with a 5x5 per channel instead of the 3x3, no padding (size - 4)
     rn  dn with a shortcut: its input, cropped to the output's size, added before the ReLU
         (ResNet's; no weights of its own, so the input must already have n channels)
     p   2x2 max-pool
+    a   the previous c or d layer again: the same convolution weights (no new ones), its own
+        BatchNorm (deeper, not bigger; that layer's channels in and out must match)
     en  squeeze-and-excitation (SENet's) on the channels it is given, n hidden units: each
         channel scaled by a gate in (0, 1) that a two-layer net computes from all channels'
         averages (no BatchNorm; size and channels kept)
@@ -62,6 +65,13 @@ DESIGNS: dict[str, str] = {
     "design-r5": "C8 C16 p d22 r22 r22 r22 r22",
     "design-ws": "silu C8 C19 p d24 d24 d24 d24",
     "design-he": "C8 C16 p d24 d24 d24 e3 d24 e3",
+    "design-wl": "C8 C19 d24 p d24 d24 d24",
+    "design-k1": "C8 C19 p d28 d28 a d28 a",
+    "design-k2": "C8 C16 p d32 d32 a a a",
+    "design-k3": "C8 C16 p d40 d40 a a a",
+    "design-k4": "C8 C19 p d36 d36 a a a",
+    "design-f3": "C8 C16 p f24 f24 f24",
+    "design-f1": "C8 C16 p f24 d24 d24 d24",
     "design-tiny": "C8 C12 p t8 c12 c16 t8 c16 c16",  # TinyNet's layout, as a reference
 }
 
@@ -84,9 +94,10 @@ def spec_layer(kind: str, c_in: int, c_out: int, act: type[nn.Module] = nn.ReLU)
         if c_in != c_out:
             raise ValueError(f"a shortcut needs as many channels in as out, got {c_in} -> {c_out}")
         return Shortcut(spec_layer("d", c_in, c_out)[:-1], act())
-    elif kind in "dD":
+    elif kind in "dDf":
+        kernel = 5 if kind == "f" else 3
         convs = [
-            nn.Conv2d(c_in, c_in, 3, padding=padding, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_in, kernel, padding=padding, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
         ]
     elif kind in "sS":
@@ -99,6 +110,18 @@ def spec_layer(kind: str, c_in: int, c_out: int, act: type[nn.Module] = nn.ReLU)
     else:
         raise ValueError(f"unknown layer {kind!r} in a design spec")
     return nn.Sequential(*convs, nn.BatchNorm2d(c_out), act())
+
+
+def again(layers: list[nn.Module], channels: int, act: type[nn.Module]) -> nn.Module:
+    """The last ``c`` or ``d`` layer in ``layers`` (or an ``a`` of one) with its convolutions
+    shared and a BatchNorm of its own."""
+    last = next((layer for layer in reversed(layers) if isinstance(layer, nn.Sequential)), None)
+    convs = list(last)[:-2] if last is not None else []  # without its BatchNorm and activation
+    if not convs or convs[0].kernel_size != (3, 3) or convs[0].padding != (0, 0):
+        raise ValueError("'a' repeats an unpadded c or d layer: put one before it")
+    if convs[0].in_channels != channels or convs[-1].out_channels != channels:
+        raise ValueError(f"'a' repeats a layer of {channels} channels in and out only")
+    return nn.Sequential(*convs, nn.BatchNorm2d(channels), act())
 
 
 class Shortcut(nn.Module):
@@ -138,11 +161,17 @@ class SpecNet(nn.Module):
         layers, channels, size = [], 1, 28
         for token in tokens[:-1] if templates else tokens:
             out = int(token[1:]) if token[1:] else channels
-            layers.append(spec_layer(token[0], channels, out, act))
+            if token[0] == "a":
+                if token != "a":
+                    raise ValueError(f"'a' takes no number (it keeps its layer's), got {token!r}")
+                layers.append(again(layers, channels, act))
+            else:
+                layers.append(spec_layer(token[0], channels, out, act))
             if dropout and token[0] not in "pe":
                 layers.append(nn.Dropout2d(dropout))
             channels = channels if token[0] == "e" else out  # e's number: its hidden units
-            size = size // 2 if token == "p" else size - 2 if token[0] in "cdsr" else size
+            shrink = {"c": 2, "d": 2, "s": 2, "r": 2, "a": 2, "f": 4}.get(token[0], 0)
+            size = size // 2 if token == "p" else size - shrink
         self.features = nn.Sequential(*layers)
         if templates:
             if channels != 10:
