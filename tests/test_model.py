@@ -290,6 +290,8 @@ def test_an_again_layer_shares_its_convolutions_and_keeps_its_own_batchnorm():
     assert SpecNet("C8 p d10 d10 a a k").templates.kernel_size == (6, 6)
     for spec, error in [
         ("C8 p a", "repeats an unpadded c or d layer"),
+        ("C8 p d10 r10 a", "repeats an unpadded c or d layer"),  # not the d before the r
+        ("C8 p s10 s10 a", "repeats an unpadded c or d layer"),  # s has a BatchNorm inside
         ("C8 d16 a", "16 channels in and out"),
         ("C8 d8 a2", "takes no number"),
     ]:

@@ -115,9 +115,15 @@ def spec_layer(kind: str, c_in: int, c_out: int, act: type[nn.Module] = nn.ReLU)
 def again(layers: list[nn.Module], channels: int, act: type[nn.Module]) -> nn.Module:
     """The last ``c`` or ``d`` layer in ``layers`` (or an ``a`` of one) with its convolutions
     shared and a BatchNorm of its own."""
-    last = next((layer for layer in reversed(layers) if isinstance(layer, nn.Sequential)), None)
-    convs = list(last)[:-2] if last is not None else []  # without its BatchNorm and activation
-    if not convs or convs[0].kernel_size != (3, 3) or convs[0].padding != (0, 0):
+    blocks = [layer for layer in layers if not isinstance(layer, nn.Dropout2d | nn.MaxPool2d)]
+    last = blocks[-1] if blocks else None
+    convs = list(last)[:-2] if isinstance(last, nn.Sequential) else []  # less BatchNorm and act
+    if (
+        not convs
+        or not all(isinstance(conv, nn.Conv2d) for conv in convs)
+        or convs[0].kernel_size != (3, 3)
+        or convs[0].padding != (0, 0)
+    ):
         raise ValueError("'a' repeats an unpadded c or d layer: put one before it")
     if convs[0].in_channels != channels or convs[-1].out_channels != channels:
         raise ValueError(f"'a' repeats a layer of {channels} channels in and out only")
