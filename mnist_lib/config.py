@@ -40,6 +40,7 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "share of the target moved from the true class to all")
     rotate: float = option(7.0, "largest random rotation, in degrees")
     shift: float = option(1.5, "largest random shift, in pixels")
+    scale: float = option(0.0, "largest random zoom, as a fraction (0.1: 1 / U(0.9, 1.1))")
     ema: float = option(
         0.999,
         "cap on the per-step decay of the evaluated weight average (it ramps up as "
@@ -104,6 +105,7 @@ class TrainConfig:
         )
         need(self.rotate >= 0, f"rotate must be >= 0, got {self.rotate}")
         need(self.shift >= 0, f"shift must be >= 0, got {self.shift}")
+        need(0 <= self.scale < 1, f"scale must be in [0, 1), got {self.scale}")
         need(0 <= self.ema < 1, f"ema decay must be in [0, 1), got {self.ema}")
         need(self.ema_warmup >= 1, f"ema warmup must be at least 1, got {self.ema_warmup}")
         need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")

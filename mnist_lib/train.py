@@ -139,12 +139,16 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    augment = cfg.rotate > 0 or cfg.shift > 0
+    augment = cfg.rotate > 0 or cfg.shift > 0 or cfg.scale > 0
     with step:
         for i in tqdm(range(steps), desc=progress, leave=False, disable=progress is None):
             idx = order[i * bs : (i + 1) * bs]
             x, y = data.train_x[idx], data.train_y[idx]  # (B, 1, 28, 28), (B,)
-            thetas = random_thetas(len(y), cfg.rotate, cfg.shift, generator) if augment else None
+            thetas = (
+                random_thetas(len(y), cfg.rotate, cfg.shift, generator, max_scale=cfg.scale)
+                if augment
+                else None
+            )
             loss, batch_correct = step(x, y, thetas)
             optimizer.step()
             scheduler.step()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mnist_lib import normalize
-from mnist_lib.augment import random_affine
+from mnist_lib.augment import random_affine, random_thetas
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +76,37 @@ def test_rotation_never_flips(digits):
     assert kept.mean() > 0.9 and kept.min() > 0.6
     assert mirrored.mean() < 0.75
     assert (kept > mirrored).float().mean() > 0.95
+
+
+def spread(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) -> (B,): the ink's root-mean-square distance from its centre of mass, px."""
+    ink = (images - images.amin(dim=(1, 2, 3), keepdim=True))[:, 0]
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    x0, y0 = centre_of_mass(images).T
+    r2 = (xs - x0[:, None, None]) ** 2 + (ys - y0[:, None, None]) ** 2
+    return ((ink * r2).sum((1, 2)) / ink.sum((1, 2))).sqrt()
+
+
+def test_zoom_scales_the_ink_by_the_drawn_factor(digits):
+    """Rotation and shift 0, zoom up to 0.2: each digit's ink spreads by 1 / f, where f is drawn
+    after the (unused) rotations and shifts: f = 1 + 0.2 u, u ~ U(-1, 1)."""
+    generator = torch.Generator().manual_seed(6)
+    torch.rand(len(digits), 3, generator=generator)
+    f = 1 + 0.2 * (torch.rand(len(digits), generator=generator) * 2 - 1)
+    out = random_affine(digits, 0, 0, torch.Generator().manual_seed(6), max_scale=0.2)
+    ratio = spread(out) / spread(digits)
+    blank = digits[:, 0] == digits.min()  # digits that stay clear of the border at 1 / 0.8
+    inside = blank[:, :4].all((1, 2)) & blank[:, -4:].all((1, 2))
+    inside &= blank[:, :, :4].all((1, 2)) & blank[:, :, -4:].all((1, 2))
+    assert inside.sum() > 50
+    torch.testing.assert_close(ratio[inside], 1 / f[inside], atol=0.03, rtol=0)
+    assert (1 / f).max() > 1.2 and (1 / f).min() < 0.85  # it zoomed both ways
+
+
+def test_a_zoom_leaves_the_other_draws_as_they_were():
+    plain = random_thetas(64, 7, 1.5, torch.Generator().manual_seed(7))
+    zoomed = random_thetas(64, 7, 1.5, torch.Generator().manual_seed(7), max_scale=0.1)
+    assert torch.equal(zoomed[:, :, 2], plain[:, :, 2])  # the shifts
+    f = zoomed[:, :, :2] / plain[:, :, :2]  # one factor per image, in [0.9, 1.1)
+    torch.testing.assert_close(f, f[:, :1, :1].expand_as(f))
+    assert f.min() >= 0.9 and f.max() < 1.1 and f.std() > 0.03

@@ -29,6 +29,7 @@ from mnist_lib.config import changed_fields, command_line
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ({"rotate": -1.0}, r"rotate must be >= 0"),
         ({"shift": -1.0}, r"shift must be >= 0"),
+        ({"scale": 1.0}, r"scale must be in \[0, 1\)"),
         ({"ema": 1.0}, r"ema decay must be in \[0, 1\)"),
         ({"ema_warmup": 0}, "ema warmup must be at least 1"),
         ({"seed": -1}, r"seed must be >= 0"),

@@ -86,7 +86,11 @@ def usual_epochs(cfg: TrainConfig, device: torch.device, data_dir: Path) -> list
 
     train_tf = transforms.Compose(
         [
-            transforms.RandomAffine(cfg.rotate, translate=(cfg.shift / 28, cfg.shift / 28)),
+            transforms.RandomAffine(
+                cfg.rotate,
+                translate=(cfg.shift / 28, cfg.shift / 28),
+                scale=(1 / (1 + cfg.scale), 1 / (1 - cfg.scale)) if cfg.scale else None,
+            ),
             transforms.ToTensor(),
             transforms.Normalize((MEAN,), (STD,)),
         ]

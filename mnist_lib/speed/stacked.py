@@ -81,7 +81,7 @@ class StackedTrainer:
         self.batch = min(cfg.batch_size, n)
         self.steps = steps_per_epoch(n, self.batch)
         self.shards = shards
-        self.augment = cfg.rotate > 0 or cfg.shift > 0
+        self.augment = cfg.rotate > 0 or cfg.shift > 0 or cfg.scale > 0
         # Channels-last by default on every device: on the H200 a plain graphed step ran 2.4x
         # faster so in bf16 (results/bench/gpu-h200/vmap-profile.txt); the CPU's loop uses it too.
         for m in members:
@@ -237,9 +237,15 @@ class StackedTrainer:
         for m in self.members:
             order = torch.randperm(n, generator=m.generator)[: self.steps * b]
             orders.append(order.view(self.steps, b))
-            if self.augment:  # one draw for all steps: the same numbers as a draw per step
-                draws = random_thetas(self.steps * b, self.cfg.rotate, self.cfg.shift, m.generator)
-                thetas.append(draws.view(self.steps, b, 2, 3))
+            if self.augment:  # the same numbers as a draw per step: one draw for all steps,
+                # unless a zoom, drawn after each step's rotations and shifts, comes in between
+                c = self.cfg
+                per_draw = b if c.scale else self.steps * b
+                draws = [
+                    random_thetas(per_draw, c.rotate, c.shift, m.generator, max_scale=c.scale)
+                    for _ in range(self.steps * b // per_draw)
+                ]
+                thetas.append(torch.cat(draws).view(self.steps, b, 2, 3))
         rates = torch.zeros(self.steps, 3, dtype=torch.float64)
         with warnings.catch_warnings():  # the schedule steps without optimizer.step(): expected
             warnings.simplefilter("ignore", UserWarning)
