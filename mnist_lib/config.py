@@ -58,6 +58,11 @@ class TrainConfig:
     )
     eval_batch_size: int = option(500, "images per evaluation batch")
 
+    @property
+    def augments(self) -> bool:
+        """Whether training images are moved at all (rotated, shifted or zoomed)."""
+        return self.rotate > 0 or self.shift > 0 or self.scale > 0
+
     def validate(self) -> TrainConfig:
         """Raise UserError, naming the field and the fix, for any value that cannot work."""
         for f in fields(self):

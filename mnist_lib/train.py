@@ -139,7 +139,7 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    augment = cfg.rotate > 0 or cfg.shift > 0 or cfg.scale > 0
+    augment = cfg.augments
     with step:
         for i in tqdm(range(steps), desc=progress, leave=False, disable=progress is None):
             idx = order[i * bs : (i + 1) * bs]

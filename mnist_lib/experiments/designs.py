@@ -13,8 +13,8 @@ weights:
     rn  dn with a shortcut: its input, cropped to the output's size, added before the ReLU
         (ResNet's; no weights of its own, so the input must already have n channels)
     p   2x2 max-pool
-    a   the previous c or d layer again: the same convolution weights (no new ones), its own
-        BatchNorm (deeper, not bigger; that layer's channels in and out must match)
+    a   the unpadded c or d layer right before it (pools aside) again: the same convolution
+        weights (no new ones), its own BatchNorm (deeper, not bigger; channels in = out)
     en  squeeze-and-excitation (SENet's) on the channels it is given, n hidden units: each
         channel scaled by a gate in (0, 1) that a two-layer net computes from all channels'
         averages (no BatchNorm; size and channels kept)
@@ -113,8 +113,8 @@ def spec_layer(kind: str, c_in: int, c_out: int, act: type[nn.Module] = nn.ReLU)
 
 
 def again(layers: list[nn.Module], channels: int, act: type[nn.Module]) -> nn.Module:
-    """The last ``c`` or ``d`` layer in ``layers`` (or an ``a`` of one) with its convolutions
-    shared and a BatchNorm of its own."""
+    """The last layer in ``layers`` but pools and dropout, which must be an unpadded ``c`` or
+    ``d`` (or an ``a`` of one), with its convolutions shared and a BatchNorm of its own."""
     blocks = [layer for layer in layers if not isinstance(layer, nn.Dropout2d | nn.MaxPool2d)]
     last = blocks[-1] if blocks else None
     convs = list(last)[:-2] if isinstance(last, nn.Sequential) else []  # less BatchNorm and act

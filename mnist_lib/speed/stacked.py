@@ -81,7 +81,7 @@ class StackedTrainer:
         self.batch = min(cfg.batch_size, n)
         self.steps = steps_per_epoch(n, self.batch)
         self.shards = shards
-        self.augment = cfg.rotate > 0 or cfg.shift > 0 or cfg.scale > 0
+        self.augment = cfg.augments
         # Channels-last by default on every device: on the H200 a plain graphed step ran 2.4x
         # faster so in bf16 (results/bench/gpu-h200/vmap-profile.txt); the CPU's loop uses it too.
         for m in members:
