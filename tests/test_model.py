@@ -288,6 +288,9 @@ def test_an_again_layer_shares_its_convolutions_and_keeps_its_own_batchnorm():
     assert len(list(ema.parameters())) == len(list(net.parameters()))
     # size: 28 -> 14 -> 12 -> 10, then each a takes 2 more, like the d it repeats
     assert SpecNet("C8 p d10 d10 a a k").templates.kernel_size == (6, 6)
+    # with dropout after each layer, a still repeats the d before it, not the dropout
+    dropped = SpecNet("C8 p d10 d10 a", dropout=0.1).features
+    assert isinstance(dropped[-3], nn.Dropout2d) and dropped[-2][0] is dropped[-4][0]
     for spec, error in [
         ("C8 p a", "repeats an unpadded c or d layer"),
         ("C8 p d10 r10 a", "repeats an unpadded c or d layer"),  # not the d before the r
@@ -311,5 +314,8 @@ def test_a_five_by_five_block_counts_like_by_hand_and_shrinks_the_map_by_four():
     net = build_model("design-f3", dropout=0.0)
     assert count_params(net) == by_hand == 4_802
     assert net.features[3][0].kernel_size == (5, 5) and net.features[3][0].groups == 16
-    # 28 -> 14 -> 10 -> 6: the class templates cover 6 x 6
-    assert SpecNet("C8 p f10 f10 k").templates.kernel_size == (6, 6)
+    assert net.features[3][0].padding == (0, 0)
+    # 28 -> 14 -> 10 -> 6: the class templates cover 6 x 6, and the network runs
+    small = SpecNet("C8 p f10 f10 k")
+    assert small.templates.kernel_size == (6, 6)
+    assert small(torch.randn(2, 1, 28, 28)).shape == (2, 10)
