@@ -9,7 +9,7 @@ from ..tools.paths import RESULTS_DIR
 from .sweep import load_summary
 
 # The CPU sweeps of the course models, the reference recipe's sweep on a GPU, and more seeds of
-# `net`, `tiny` (5-9) and `micro19` (10-19), run later.
+# `net`, `tiny` (5-9, then 10-19) and `micro19` (10-19), run later.
 SWEEPS = tuple(
     RESULTS_DIR / f"sweep-{name}"
     for name in (
@@ -18,6 +18,7 @@ SWEEPS = tuple(
         "net-gpu",
         "tiny",
         "tiny-more",
+        "tiny-10-19",
         "micro",
         "micro19",
         "micro19-more",
