@@ -21,11 +21,11 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 # The Colab badges follow `git remote get-url origin`; then the notebooks in order, full recipe.
 run: setup
-	$(PY) -m mnist_lib colab
-	$(PY) -m mnist_lib run
+	$(PY) -m mnist_lib.lab colab
+	$(PY) -m mnist_lib.lab run
 
 smoke: setup
-	$(PY) -m mnist_lib run --smoke
+	$(PY) -m mnist_lib.lab run --smoke
 
 # Style, then every test and notebook; then the training tests again as an AVX2-only CPU runs
 # them (fp32: MNIST_CPU_FP32=1), so a pass here means a pass on both kinds of CPU.
@@ -38,17 +38,19 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup
-	$(PY) -m mnist_lib bench
+	$(PY) -m mnist_lib.lab bench
 
 # Where a CUDA GPU is: its tests (CUDA graphs against eager steps), a 5-seed check of `net` with
-# the seeds trained together, and the GPU benchmark, written under runs/gpu-check/.
+# the seeds trained together, and the GPU benchmarks, written under runs/gpu-check/.
 gpu-check: setup
 	$(PY) -m mnist_lib train --device cuda --epochs 1 --limit-train 512 --limit-test 512 \
-		--out runs/gpu-check/probe --force --no-progress
-	$(PY) -m pytest -o addopts="" tests -m gpu
-	$(PY) -m mnist_lib seeds --device cuda --seeds 0 1 2 3 4 --out runs/gpu-check/sweep-net \
-		--force --no-progress
-	$(PY) -m mnist_lib bench --device cuda --epochs 3 --out runs/gpu-check/bench.json
+		--out runs/gpu-check/probe --force
+	$(PY) -m pytest -p no:cacheprovider tests -m gpu
+	$(PY) -m mnist_lib.lab seeds --device cuda --seeds 0 1 2 3 4 --out runs/gpu-check/sweep-net \
+		--force
+	$(PY) -m mnist_lib.lab bench --device cuda --epochs 3 --out runs/gpu-check/bench-usual.json
+	$(PY) -m mnist_lib.lab bench --device cuda --epochs 3 --compare fast \
+		--out runs/gpu-check/bench-fast.json
 
 clean:
 	rm -rf $(VENV)

@@ -1,7 +1,5 @@
 """Augmentation as one pure function on a whole batch (no per-image Python, no PIL)."""
 
-from __future__ import annotations
-
 import math
 
 import torch

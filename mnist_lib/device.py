@@ -1,7 +1,5 @@
 """One place that picks the device and the precision; it may change speed, never meaning."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import platform
@@ -9,116 +7,67 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .config import UserError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Set to 1 to train in fp32 on a CPU that has native bf16: what an AVX2-only CPU does.
+CPU_FP32_ENV = "MNIST_CPU_FP32"
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """cuda -> mps -> cpu for "auto"; an explicit name must be present."""
-    if name not in DEVICES and not name.startswith("cuda:"):
-        raise UserError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}")
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = bool(mps and mps.is_available())
+    if name == "cpu":
+        return torch.device(name)
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        return torch.device("cuda" if present["cuda"] else "mps" if present["mps"] else "cpu")
+    kind, _, index = name.partition(":")
+    if name not in DEVICES and not (kind == "cuda" and index.isdigit()):
+        raise UserError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}, or cuda:N")
+    if not present.get(kind, True):
         raise UserError(
-            f"device {name!r} asked for, but this machine has no CUDA GPU: use --device cpu or auto"
+            f"device {name!r} asked for, but this machine has no {kind.upper()} GPU: "
+            "use --device cpu or auto"
         )
-    if name.startswith("cuda:"):
-        index, count = name.removeprefix("cuda:"), torch.cuda.device_count()
-        if not (index.isdigit() and int(index) < count):
-            raise UserError(
-                f"no GPU {name!r} here: this machine has cuda:0 to cuda:{count - 1}; "
-                "use one of them, or --device cuda"
-            )
-    if name == "mps" and not has_mps:
+    if index and int(index) >= torch.cuda.device_count():
         raise UserError(
-            "device 'mps' asked for, but this machine has no Apple GPU: use --device cpu or auto"
+            f"no GPU {name!r} here: this machine has cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}; use one of them, or --device cuda"
         )
     return torch.device(name)
 
 
-def cpu_kind() -> str:
-    """What kind of x86 CPU this is for training: native bf16 (AVX-512 BF16 or AMX) or not, and
-    whether oneDNN and ATen were limited to AVX2 (to measure what an AVX2-only CPU does)."""
-    flags = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        flags = next(
-            (line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), ""
-        )
-    kind = (
-        "AVX-512 with native bf16"
-        if "avx512_bf16" in flags.split() or "amx_bf16" in flags.split()
-        else "AVX-512"
-        if "avx512f" in flags.split()
-        else "AVX2"
-        if "avx2" in flags.split()
-        else platform.machine()
-    )
-    limits = [
-        f"{name}={os.environ[name]}"
-        for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
-        if os.environ.get(name, "").upper().startswith("AVX2")
-    ]
-    if limits:
-        kind += f", limited to AVX2 ({', '.join(limits)})"
-    return kind
-
-
 def hardware(device: torch.device) -> str:
     """A short description of what ran: the GPU's name, or the CPU model and core count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "mps":
-        return "Apple GPU (mps)"
-    model = platform.processor() or platform.machine()
+    if device.type != "cpu":
+        return torch.cuda.get_device_name(device) if device.type == "cuda" else "Apple GPU (mps)"
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        lines = cpuinfo.read_text().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} cores"
-
-
-# Set to 1 to train in fp32 on a CPU that has native bf16: what an AVX2-only CPU does.
-CPU_FP32_ENV = "MNIST_CPU_FP32"
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return f"{names[0] if names else platform.processor()}, {os.cpu_count()} cores"
 
 
 def cpu_has_bf16() -> bool:
     """True when oneDNN has native bf16 kernels here (avx512_bf16 or AMX), unless
     $MNIST_CPU_FP32=1."""
-    if os.environ.get(CPU_FP32_ENV, "") not in ("", "0"):
-        return False
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def cuda_has_bf16(device: torch.device) -> bool:
-    """True on GPUs with native bf16 (compute capability 8.0, Ampere, and later).
-
-    Not `torch.cuda.is_bf16_supported()`: that also counts emulation, e.g. on a T4 (7.5), which
-    has no bf16 hardware.
-    """
-    return torch.cuda.get_device_capability(device) >= (8, 0)
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    return os.environ.get(CPU_FP32_ENV, "") in ("", "0") and bool(supported())
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype for a precision setting ("auto", "bf16" or "fp32"); None means fp32.
 
-    "auto" picks bf16 only where it is native; everywhere else, a T4 or an AVX2-only CPU included,
-    it trains in fp32, which needs no loss scaling and keeps the recipe's numerics.
+    "auto" picks bf16 only where it is native: CPUs with AVX-512 BF16 or AMX, GPUs of compute
+    capability 8.0 (Ampere) and later; not `torch.cuda.is_bf16_supported()`, which also counts
+    emulation (a T4). Everywhere else it trains in fp32, which needs no loss scaling.
     """
     if precision == "fp32" or device.type == "mps":
         return None
-    if precision == "bf16":
-        return torch.bfloat16
-    native = cuda_has_bf16(device) if device.type == "cuda" else cpu_has_bf16()
-    return torch.bfloat16 if native else None
+    if device.type == "cuda":
+        native = torch.cuda.get_device_capability(device) >= (8, 0)
+    else:
+        native = cpu_has_bf16()
+    return torch.bfloat16 if precision == "bf16" or native else None
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
@@ -133,6 +82,6 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
-    """Channels-last on the CPU, where oneDNN's kernels for it are faster (README, Speed); the
-    default layout elsewhere."""
+    """Channels-last on the CPU, where oneDNN's convolution kernels expect it; the default
+    layout elsewhere."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format

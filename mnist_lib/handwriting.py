@@ -14,9 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import UserError
 from .data import normalize
-from .errors import UserError
-from .run import RunFolder, load_trained
+from .files import IS_CHECKOUT, REPO_ROOT
+from .fit import load_trained
+from .record import RunFolder
 from .train import predict
 
 INK_SIZE = 20  # pixels: the longer side of a digit's ink in MNIST
@@ -25,12 +27,14 @@ FRAME = 28
 
 def load_image(path: str | Path) -> np.ndarray:
     """A picture file as grey levels in [0, 1], shape (H, W)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as exc:
+    except Exception as exc:  # PIL fails in many ways on a damaged or foreign file
+        if isinstance(exc, FileNotFoundError):
+            raise UserError(f"{path} is missing: give the path of a picture") from None
         raise UserError(
             f"cannot read the image {path} ({type(exc).__name__}): give a PNG or JPEG file"
         ) from None
@@ -72,10 +76,12 @@ def classify(model: torch.nn.Module, digits: torch.Tensor) -> torch.Tensor:
 
 def default_model() -> Path:
     """The notebooks' trained `net` in a checkout."""
-    from .tools.paths import RESULTS_DIR, need_checkout
-
-    need_checkout("predict without --model-file")
-    return RunFolder(RESULTS_DIR / "net").model
+    if not IS_CHECKOUT:
+        raise UserError(
+            "predict without --model-file needs a checkout of the repository (git clone), "
+            "whose results/net it reads: give --model-file, or run it from the clone"
+        )
+    return RunFolder(REPO_ROOT / "results" / "net").model
 
 
 def classify_files(

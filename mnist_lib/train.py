@@ -1,25 +1,17 @@
-"""Training and evaluation: the optimizer, the schedule, one epoch of steps, and the test pass.
+"""Training and evaluation: the optimizer, the learning-rate schedule, the weight average, one
+epoch of steps, and the test pass. Notebook 03 writes the same loop out, cell by cell."""
 
-`train_one_epoch` is the plain loop of notebook 03 with the recipe's three additions: the
-learning-rate schedule, augmentation of every batch, and the weight average (EMA). What one step
-computes (forward, loss, backward) is a `Step`: `PlainStep` below, or a faster one from
-`mnist_lib.speed` that computes the same gradients.
-"""
-
-from __future__ import annotations
-
-from typing import Protocol
+import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .augment import affine, random_thetas
 from .config import TrainConfig
 from .data import DeviceData
 from .device import autocast
-from .ema import Ema
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
@@ -51,67 +43,86 @@ def make_scheduler(
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """Full batches only (the leftover images change every epoch); at least one step."""
-    return max(1, n_train // min(batch_size, n_train))
+    """Full batches only: the leftover images change every epoch."""
+    return n_train // batch_size
 
 
-def shards_per_step(cfg: TrainConfig, n_train: int) -> int:
-    """BatchNorm shards per step: the config's, at most one per image of a batch."""
-    return min(cfg.shards, cfg.batch_size, n_train)
+class Ema:
+    """An exponential moving average of a model's weights and BatchNorm statistics: ``module``
+    follows ``model`` as avg <- avg + (1 - d) (model - avg) after every step.
 
-
-def training_loss(
-    log_probs: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0, reduction: str = "mean"
-) -> torch.Tensor:
-    """The batch's mean negative log-probability of the true classes (``reduction="none"``: each
-    image's); with label ``smoothing`` the target is 1 - smoothing on the true class plus
-    smoothing / 10 on every class."""
-    if smoothing:  # cross_entropy's log_softmax leaves log-probabilities as they are
-        return F.cross_entropy(log_probs, y, label_smoothing=smoothing, reduction=reduction)
-    return F.nll_loss(log_probs, y, reduction=reduction)
-
-
-class Step(Protocol):
-    """What `train_one_epoch` uses: a context for the epoch (a faster step may start workers in
-    it) that is called for each batch's gradient (see `PlainStep`)."""
-
-    def __enter__(self) -> Step: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-    def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, thetas: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-class PlainStep:
-    """One training step's gradient: augment the batch, forward, loss, backward.
-
-    Called with a batch (x, y) and its augmentation matrices (or None); leaves the gradient in
-    the model's ``.grad`` and returns the batch's mean loss and its number of correct predictions,
-    both as tensors (reading them would wait for the device).
+    The decay ramps up as d = min(decay, (1 + n) / (warmup + n)) over the n updates so far, so a
+    short run is not dominated by the random initial weights; the first update copies the model.
     """
 
-    def __init__(self, model: nn.Module, amp: torch.dtype | None, smoothing: float = 0.0) -> None:
-        self.model, self.amp, self.smoothing = model, amp, smoothing
+    def __init__(self, model: nn.Module, decay: float, warmup: int = 10) -> None:
+        self.module = copy.deepcopy(model).requires_grad_(False)
+        self.decay, self.warmup = decay, warmup
+        self.updates = 0
+        # The tensor pairs (average, model), found once: walking the modules every step costs
+        # more than the update. BatchNorm's batch counters are copied, not averaged.
+        pairs = list(
+            zip(
+                [*self.module.parameters(), *self.module.buffers()],
+                [*model.parameters(), *model.buffers()],
+                strict=True,
+            )
+        )
+        self.floats = (
+            [a for a, _ in pairs if a.is_floating_point()],
+            [m for a, m in pairs if a.is_floating_point()],
+        )
+        self.counters = (
+            [a for a, _ in pairs if not a.is_floating_point()],
+            [m for a, m in pairs if not a.is_floating_point()],
+        )
 
-    def __enter__(self) -> PlainStep:
-        return self
+    def next_weight(self) -> float:
+        """The next update's weight 1 - d of the model (1 at the first update: a copy)."""
+        ramp = (1 + self.updates) / (self.warmup + self.updates)
+        return 1 - min(self.decay, ramp) if self.updates else 1.0
 
-    def __exit__(self, *exc: object) -> None:
-        pass
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average towards the model (call after every optimizer step); every tensor in
+        one fused call, with no GPU sync."""
+        torch._foreach_lerp_(*self.floats, self.next_weight())  # weight 1: an exact copy
+        if self.counters[0]:
+            torch._foreach_copy_(*self.counters)
+        self.updates += 1
 
-    def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, thetas: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if thetas is not None:
-            x = affine(x, thetas)
-        self.model.zero_grad(set_to_none=True)
-        with autocast(x.device, self.amp):
-            log_probs = self.model(x)  # (B, 10)
-        loss = training_loss(log_probs.float(), y, self.smoothing)
-        loss.backward()
-        return loss.detach(), (log_probs.argmax(1) == y).sum()
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = state["updates"]
+
+
+def training_loss(log_probs: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """The mean negative log-probability of the true classes; with label ``smoothing`` the target
+    is 1 - smoothing on the true class plus smoothing / 10 on every class."""
+    if smoothing:  # cross_entropy's log_softmax leaves log-probabilities as they are
+        return F.cross_entropy(log_probs, y, label_smoothing=smoothing)
+    return F.nll_loss(log_probs, y)
+
+
+def forward_backward(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, amp: torch.dtype | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward over one batch in ``cfg.shards`` ghost batches: BatchNorm normalises
+    each with its own statistics. Their losses, weighted by size, add up to the batch's mean
+    loss, so their gradients add up to its gradient. Returns that loss and the number of correct
+    predictions, as tensors (reading them would wait for a GPU)."""
+    loss_sum, correct = 0, 0
+    for xs, ys in zip(x.tensor_split(cfg.shards), y.tensor_split(cfg.shards), strict=True):
+        with autocast(x.device, amp):
+            log_probs = model(xs)  # (b, 10)
+        loss = training_loss(log_probs.float(), ys, cfg.label_smoothing) * (len(ys) / len(y))
+        loss.backward()  # adds to the gradients of the ghost batches before it
+        loss_sum = loss_sum + loss.detach()
+        correct = correct + (log_probs.argmax(1) == ys).sum()
+    return loss_sum, correct
 
 
 def train_one_epoch(
@@ -121,48 +132,36 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     cfg: TrainConfig,
     generator: torch.Generator,
-    step: Step,
     ema: Ema | None = None,
-    progress: str | None = None,
+    amp: torch.dtype | None = None,
+    step: Callable[..., tuple[torch.Tensor, torch.Tensor]] = forward_backward,
 ) -> dict:
-    """One pass over the training images in a random order, ``step`` computing each gradient.
-
-    Returns the epoch's mean training loss, its accuracy (%) on the augmented batches, and the
-    first step whose loss was not finite (-1 if none). The sums stay on the device and are read
-    once, at the end: no waiting for a GPU inside the epoch.
-    """
+    """One pass over the training images in a random order: the mean training loss and the
+    accuracy (%) on the augmented batches, each read once, at the end of the epoch. ``step``
+    computes each batch's gradient: `forward_backward`, or the lab's parallel twin of it."""
     model.train()
     n, device = len(data.train_y), data.train_x.device
-    bs = min(cfg.batch_size, n)
-    steps = steps_per_epoch(n, bs)
     order = torch.randperm(n, generator=generator).to(device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    augment = cfg.augments
-    with step:
-        for i in tqdm(range(steps), desc=progress, leave=False, disable=progress is None):
-            idx = order[i * bs : (i + 1) * bs]
-            x, y = data.train_x[idx], data.train_y[idx]  # (B, 1, 28, 28), (B,)
-            thetas = (
-                random_thetas(len(y), cfg.rotate, cfg.shift, generator, max_scale=cfg.scale)
-                if augment
-                else None
+    steps = steps_per_epoch(n, cfg.batch_size)
+    for i in range(steps):
+        idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+        x, y = data.train_x[idx], data.train_y[idx]  # (B, 1, 28, 28), (B,)
+        if cfg.augments:
+            x = affine(
+                x, random_thetas(len(y), cfg.rotate, cfg.shift, generator, max_scale=cfg.scale)
             )
-            loss, batch_correct = step(x, y, thetas)
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update()
-            loss_sum += loss * len(y)
-            correct += batch_correct
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
-    seen = steps * bs
-    return {
-        "train_loss": loss_sum.item() / seen,
-        "train_acc": 100.0 * correct.item() / seen,
-        "first_bad_step": int(first_bad.item()),
-    }
+        optimizer.zero_grad()
+        loss, batch_correct = step(model, x, y, cfg, amp)
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update()
+        loss_sum += loss * len(y)
+        correct += batch_correct
+    seen = steps * cfg.batch_size
+    return {"train_loss": loss_sum.item() / seen, "train_acc": 100.0 * correct.item() / seen}
 
 
 @torch.inference_mode()

@@ -12,7 +12,8 @@ import pytest
 import torch
 from helpers import CLI_RUN, silent, small_config, start_cli
 
-from mnist_lib import Mnist, fit, load_mnist
+from mnist_lib.data import Mnist, load_mnist
+from mnist_lib.fit import fit
 
 # One intra-op thread, here and in every `python -m mnist_lib` child (they inherit the variable):
 # on a small shared CPU, two threads fighting other jobs run 4-10x slower than one. The same
@@ -31,7 +32,7 @@ def mnist() -> Mnist:
 def finished_run(tmp_path_factory, mnist) -> Path:
     """A finished in-process run of TinyNet's recipe (one-cycle, EMA on) on 256 images."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    fit(small_config(ema=0.999), run_dir, device="cpu", progress=False, log=silent, data=mnist)
+    fit(small_config(ema=0.999), run_dir, device="cpu", log=silent, data=mnist)
     return run_dir
 
 

@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_lib import Epoch, History, Mnist, TrainConfig, fit
-from mnist_lib.tools.paths import REPO_ROOT
+from mnist_lib.config import TrainConfig
+from mnist_lib.data import Mnist
+from mnist_lib.files import REPO_ROOT
+from mnist_lib.fit import fit
+from mnist_lib.record import Epoch, History
 
 # The CLI runs that tests compare (plus --epochs): seed 7, 5,000 train / 1,000 test images, on the
 # CPU even where there is a GPU (exact comparisons need a deterministic device).
@@ -20,7 +23,6 @@ CLI_RUN = [
     "1000",
     "--device",
     "cpu",
-    "--no-progress",
 ]
 
 
@@ -28,9 +30,9 @@ def silent(message: str) -> None:
     pass
 
 
-def fit_quietly(cfg: TrainConfig, run_dir: Path, data: Mnist, **options: bool) -> History:
+def fit_quietly(cfg: TrainConfig, run_dir: Path, data: Mnist, **options) -> History:
     """`fit` on the CPU with no output, on MNIST already loaded."""
-    return fit(cfg, run_dir, device="cpu", progress=False, log=silent, data=data, **options)
+    return fit(cfg, run_dir, device="cpu", log=silent, data=data, **options)
 
 
 def small_config(**overrides) -> TrainConfig:
@@ -39,10 +41,13 @@ def small_config(**overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
-def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m mnist_lib ARGS` from the repository root; text output captured."""
+def run_cli(
+    *args: str | Path, timeout: float = 300, lab: bool = False
+) -> subprocess.CompletedProcess:
+    """`python -m mnist_lib ARGS` (``lab``: `mnist_lib.lab`) from the repository root; text
+    output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "mnist_lib", *map(str, args)],
+        [sys.executable, "-m", "mnist_lib.lab" if lab else "mnist_lib", *map(str, args)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -50,11 +55,11 @@ def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProc
     )
 
 
-def start_cli(*args: str | Path, log: Path) -> subprocess.Popen:
+def start_cli(*args: str | Path, log: Path, lab: bool = False) -> subprocess.Popen:
     """The same, started in the background, its stdout and stderr going to ``log``."""
     with open(log, "w") as out:  # the child keeps its own copy of the file descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "mnist_lib", *map(str, args)],
+            [sys.executable, "-m", "mnist_lib.lab" if lab else "mnist_lib", *map(str, args)],
             cwd=REPO_ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -4,8 +4,8 @@ mirrors them."""
 import pytest
 import torch
 
-from mnist_lib import normalize
 from mnist_lib.augment import random_affine, random_thetas
+from mnist_lib.data import normalize
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,11 @@ import pytest
 import torch
 from helpers import run_cli
 
-from mnist_lib import evaluate, load_trained, normalize
+from mnist_lib.data import normalize
 from mnist_lib.device import autocast_dtype
 from mnist_lib.files import read_json
+from mnist_lib.fit import load_trained
+from mnist_lib.train import evaluate
 
 pytestmark = pytest.mark.training  # run again in fp32 by `make test`
 
@@ -27,15 +29,16 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has
         (["--epochs", "-1"], r"epochs.* -1\b"),
         (["--epochs", "abc"], r"epochs.*'abc'"),
         (["--batch-size", "0"], r"batch.size.* 0\b"),
-        (["--lr", "0"], r"learning rate.* 0\b"),
-        (["--lr", "-1"], r"learning rate.* -1\b"),
+        (["--batch-size", "5000", "--limit-train", "1000"], r"batch size 5000.*1,000 training"),
+        (["--lr", "0"], r"lr.* 0\b"),
+        (["--lr", "-1"], r"lr.* -1\b"),
         (["--device", "tpu"], r"device.*'tpu'"),
         pytest.param(["--device", "cuda"], r"'cuda'.*no CUDA GPU", marks=no_cuda),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else "error",
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, problem):
-    result = run_cli("train", *args, "--out", tmp_path / "run", "--no-progress")
+    result = run_cli("train", *args, "--out", tmp_path / "run")
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert re.search(problem, result.stderr), result.stderr
@@ -43,7 +46,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, problem):
 
 
 def test_a_seed_sweep_with_no_epoch_budget_is_refused(tmp_path):
-    result = run_cli("seeds", "--max-epochs", "0", "--seeds", "0", "--out", tmp_path / "sweep")
+    result = run_cli(
+        "seeds", "--max-epochs", "0", "--seeds", "0", "--out", tmp_path / "sweep", lab=True
+    )
     assert (result.returncode, result.stderr) == (
         2,
         "error: --max-epochs must be at least 1, got 0\n",

@@ -4,6 +4,7 @@ and the validation split."""
 import hashlib
 import shutil
 import struct
+from pathlib import Path
 from urllib.error import HTTPError, URLError
 
 import numpy as np
@@ -11,8 +12,12 @@ import pytest
 import torch
 from helpers import silent, small_config
 
-from mnist_lib import MEAN, STD, UserError, cli, ensure_mnist, fit, normalize, pixel_stats
+import mnist_lib.__main__ as cli
 from mnist_lib import data as data_module
+from mnist_lib import fetch as fetch_module
+from mnist_lib.config import UserError
+from mnist_lib.data import MEAN, STD, ensure_mnist, normalize
+from mnist_lib.fit import fit
 
 # The published MD5s of the uncompressed IDX files (as torchvision and LeCun's site give them).
 OFFICIAL_MD5 = {
@@ -70,13 +75,9 @@ def test_label_counts(mnist):
     assert TRAIN_COUNTS[1] == 6742 and TEST_COUNTS[1] == 1135
 
 
-def test_pixel_stats_match_the_constants(mnist):
-    mean, std = pixel_stats(mnist.train_images)
-    pixels = mnist.train_images.numpy().astype(np.float64) / 255  # independent: numpy, sample std
-    assert mean == pytest.approx(pixels.mean(), abs=1e-9) and std == pytest.approx(
-        pixels.std(ddof=1), abs=1e-9
-    )
-    assert (round(mean, 4), round(std, 4)) == (MEAN, STD)
+def test_pixel_statistics_match_the_constants(mnist):
+    pixels = mnist.train_images.numpy().astype(np.float64) / 255  # numpy, sample std
+    assert (round(pixels.mean(), 4), round(pixels.std(ddof=1), 4)) == (MEAN, STD)
     x = normalize(mnist.train_images[:1000])  # (1000, 1, 28, 28), background at -MEAN / STD
     assert x.shape == (1000, 1, 28, 28) and x.min().item() == pytest.approx(-MEAN / STD)
 
@@ -121,24 +122,27 @@ def test_a_folder_where_a_file_should_be_is_named(raw_copy):
     path = raw_copy / "train-labels-idx1-ubyte"
     path.unlink()
     path.mkdir()
-    with pytest.raises(UserError, match=rf"{path} is a folder, not the IDX file: remove it"):
+    with pytest.raises(UserError, match=rf"cannot read {path} \(Is a directory\): delete it"):
         ensure_mnist(raw_copy.parent.parent, log=print)
 
 
 def test_an_unreadable_data_file_is_named_and_not_blamed_on_the_run_folder(
     raw_copy, tmp_path, monkeypatch
 ):
-    def refused(path):
-        raise PermissionError(13, "Permission denied", str(path))
+    read = Path.read_bytes
 
-    monkeypatch.setattr(data_module, "md5", refused)  # root reads any file: simulate the refusal
+    def refused(path):  # root reads any file: simulate the refusal
+        if path.parent == raw_copy:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
     with pytest.raises(UserError, match=rf"cannot read {raw_copy}/\S+ \(Permission denied\)"):
         fit(
             small_config(),
             tmp_path / "run",
             device="cpu",
             data_dir=raw_copy.parent.parent,
-            progress=False,
             log=silent,
         )
 
@@ -166,7 +170,7 @@ def test_no_files_no_copy_no_network(tmp_path, monkeypatch, capsys, failure):
         attempts.append(url)
         raise failure
 
-    monkeypatch.setattr(data_module, "hub_pickle_path", lambda: None)
+    monkeypatch.setattr(fetch_module, "hub_pickle_path", lambda: None)
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", fail)
     with pytest.raises(UserError) as error:
         ensure_mnist(tmp_path / "data", log=print)
@@ -185,7 +189,6 @@ def test_no_files_no_copy_no_network(tmp_path, monkeypatch, capsys, failure):
                 str(tmp_path / "run"),
                 "--device",
                 "cpu",
-                "--no-progress",
             ]
         )
         == 2

@@ -6,9 +6,11 @@ import torch.nn.functional as F
 from helpers import run_cli
 from PIL import Image
 
-from mnist_lib import UserError
+from mnist_lib.config import UserError
+from mnist_lib.files import REPO_ROOT
 from mnist_lib.handwriting import to_mnist
-from mnist_lib.tools.paths import RESULTS_DIR
+
+RESULTS_DIR = REPO_ROOT / "results"
 
 
 def as_picture(digit: torch.Tensor, size: tuple[int, int], dark_on_light: bool) -> torch.Tensor:

@@ -7,8 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_lib import Net, TinyNet, build_model, count_params
+from mnist_lib.lab.experiments.variants import register
 from mnist_lib.layers import format_layer_table, layer_stats, layer_table
+from mnist_lib.model import Net, TinyNet, build_model, count_params
+
+register()  # design-e and design-g: more layouts (a second max-pool) to measure
 
 
 def measured_rf(model: nn.Module, layer: str) -> int:

@@ -6,7 +6,7 @@ from collections import Counter
 
 from mnist_lib.config import PRECISIONS, SCHEDULES
 from mnist_lib.device import DEVICES
-from mnist_lib.tools.paths import REPO_ROOT
+from mnist_lib.files import REPO_ROOT
 
 NAMES = [
     "history.json",
@@ -16,7 +16,6 @@ NAMES = [
     "ablation.json",
     ".next",
     ".lock",
-    "MNIST_SMOKE",
     "MNIST_CPU_FP32",
     "MNIST_DATA_DIR",
 ]

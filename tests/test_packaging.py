@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_lib.tools.paths import REPO_ROOT
+from mnist_lib.files import REPO_ROOT
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
@@ -102,7 +102,6 @@ def test_an_installed_copy_trains_from_any_folder(tmp_path):
             "run",
             "--device",
             "cpu",
-            "--no-progress",
         ],
         cwd=elsewhere,
         env=env,

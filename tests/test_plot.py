@@ -5,8 +5,8 @@ import pytest
 import torch
 from helpers import made_history
 
-from mnist_lib import TrainConfig, plot
-from mnist_lib.experiments.sweep import summarize
+from mnist_lib import plot, plot_model, plot_seeds
+from mnist_lib.config import TrainConfig
 
 GOOD_LAST_5 = [99.40, 99.45, 99.52, 99.41, 99.60]
 
@@ -34,10 +34,10 @@ def test_a_validation_run_is_labelled_as_one():
     assert "val" in " ".join(ln.get_label() for ax in fig.axes for ln in ax.get_lines())
 
 
-def test_seed_curves_take_summaries_and_histories():
+def test_seed_curves_count_the_seeds_that_pass():
     histories = [made_history([98.0] * 10 + GOOD_LAST_5, seed=s) for s in range(3)]
     histories[2].epochs[-1].test_acc = 99.3  # one seed fails
-    fig = plot.seed_curves([(summarize(histories), histories)])
+    fig = plot_seeds.seed_curves([histories])
     assert "2/3 seeds pass" in fig.axes[0].get_title()
     assert sum(ln.get_label().startswith("seed") for ln in fig.axes[0].get_lines()) == 3
 
@@ -45,9 +45,9 @@ def test_seed_curves_take_summaries_and_histories():
 def test_confusion_matrix_counts():
     labels = torch.tensor([0, 0, 1, 1, 1, 2])
     preds = torch.tensor([0, 1, 1, 1, 2, 2])
-    cm = plot.confusion_matrix(labels, preds, classes=3)
+    cm = plot_model.confusion_matrix(labels, preds, classes=3)
     assert cm.tolist() == [[1, 1, 0], [0, 2, 1], [0, 0, 1]]
-    assert "2 errors in 6 test images (66.67 %)" in texts(plot.confusion_figure(cm))
+    assert "2 errors in 6 test images (66.67 %)" in texts(plot_model.confusion_figure(cm))
 
 
 def test_lr_schedule_shows_the_runs_steps():

@@ -13,11 +13,12 @@ import pytest
 import torch
 from helpers import CLI_RUN, fit_quietly, run_cli, silent, small_config, start_cli
 
-import mnist_lib.run as run_module
-from mnist_lib import RunFolder, UserError, cli, fit, load_trained
-from mnist_lib.experiments.report import results_table
-from mnist_lib.files import read_json, write_json
-from mnist_lib.tools.paths import REPO_ROOT
+import mnist_lib.__main__ as cli
+import mnist_lib.fit as fit_module
+from mnist_lib.config import UserError
+from mnist_lib.files import REPO_ROOT, read_json, write_json
+from mnist_lib.fit import fit, load_trained
+from mnist_lib.record import RunFolder
 
 pytestmark = pytest.mark.training  # run again in fp32 by `make test`
 
@@ -45,7 +46,7 @@ def interrupt_at_epoch(n: int):
 
 def test_force_with_a_bad_limit_keeps_the_finished_run(finished):
     before = snapshot(finished)
-    args = "train --epochs 2 --limit-train 70000 --force --device cpu --no-progress".split()
+    args = "train --epochs 2 --limit-train 70000 --force --device cpu".split()
     result = run_cli(*args, "--out", finished)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "limits must be at most" in result.stderr
@@ -64,7 +65,6 @@ def test_force_with_a_damaged_data_dir_keeps_the_finished_run(finished, tmp_path
             device="cpu",
             data_dir=tmp_path / "data",
             force=True,
-            progress=False,
             log=silent,
         )
     assert snapshot(finished) == before
@@ -79,7 +79,6 @@ def test_an_interrupted_replacement_keeps_the_old_run_until_the_new_one_finishes
             finished,
             device="cpu",
             force=True,
-            progress=False,
             log=interrupt_at_epoch(2),
             data=mnist,
         )
@@ -92,7 +91,6 @@ def test_an_interrupted_replacement_keeps_the_old_run_until_the_new_one_finishes
         device="cpu",
         force=True,
         resume=True,
-        progress=False,
         log=silent,
         data=mnist,
     )
@@ -112,7 +110,6 @@ def test_a_replacement_killed_while_moving_in_is_completed_by_the_next_command(f
             small_config(seed=5),
             finished,
             device="cpu",
-            progress=False,
             log=messages.append,
             data=mnist,
         )
@@ -154,16 +151,16 @@ def test_a_folder_in_use_is_refused_with_the_process_that_holds_it(tmp_path):
 
 def test_a_nan_score_stops_the_run_and_is_never_written(tmp_path, mnist, monkeypatch):
     scores = iter([(0.5, 90.0), (math.nan, 10.0)])
-    monkeypatch.setattr(run_module, "evaluate", lambda *args: next(scores))
+    monkeypatch.setattr(fit_module, "evaluate", lambda *args: next(scores))
     run_dir = tmp_path / "run"
-    with pytest.raises(UserError, match=r"test loss became NaN/inf in epoch 2\b.*epoch 1\b"):
+    with pytest.raises(UserError, match=r"loss became NaN/inf in epoch 2\b.*epoch 1\b"):
         fit_quietly(small_config(epochs=2), run_dir, mnist)
     assert [e["epoch"] for e in read_json(run_dir / "history.json")["epochs"]] == [1]
 
 
 def test_the_issues_nan_command_exits_2_and_leaves_strict_json(tmp_path):
     run_dir = tmp_path / "run"
-    args = "train --epochs 2 --limit-train 512 --limit-test 256 --lr 1e6 --device cpu --no-progress"
+    args = "train --epochs 2 --limit-train 512 --limit-test 256 --lr 1e6 --device cpu"
     result = run_cli(*args.split(), "--out", run_dir)
     assert result.returncode == 2 and "NaN" in result.stderr, result.stderr
     if (run_dir / "history.json").exists():
@@ -192,17 +189,10 @@ def test_a_truncated_history_is_named(tmp_path, finished_run, command):
     shutil.copytree(finished_run, folder)
     text = (folder / "history.json").read_text()
     (folder / "history.json").write_text(text[: len(text) // 2])
-    result = run_cli(*command, "--model", "tiny", "--out", out, "--device", "cpu")
+    lab = command[0] == "seeds"
+    result = run_cli(*command, "--model", "tiny", "--out", out, "--device", "cpu", lab=lab)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"{folder / 'history.json'}" in result.stderr and "truncated" in result.stderr
-
-
-def test_a_missing_or_damaged_summary_is_named(tmp_path):
-    with pytest.raises(UserError, match=rf"{tmp_path}/summary.json is missing"):
-        results_table([tmp_path])
-    (tmp_path / "summary.json").write_text('{"model": ')
-    with pytest.raises(UserError, match=rf"cannot read {tmp_path}/summary.json"):
-        results_table([tmp_path])
 
 
 def test_a_truncated_model_is_named(finished):
@@ -241,30 +231,13 @@ def test_write_json_refuses_nan(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["train", "--out", "x"], "continue with the same command and --resume"),
-        (["seeds", "--out", "x"], "run the same command again to continue"),
-        (["ablate", "--out", "x"], "run the same command again to continue"),
-        (["report"], None),
-        (["colab"], None),
-        (["run", "--smoke"], None),
-    ],
-)
-def test_ctrl_c_says_what_can_be_continued(monkeypatch, capsys, argv, expected):
+def test_ctrl_c_is_one_line(monkeypatch, capsys):
     def stop(args):
         raise KeyboardInterrupt
 
-    for name in ("cmd_train", "cmd_seeds", "cmd_ablate", "cmd_report", "cmd_colab", "cmd_run"):
-        monkeypatch.setattr(cli, name, stop)
-    assert cli.main(argv) == 130
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    if expected:
-        assert expected in err
-    else:
-        assert err == "interrupted\n"
+    monkeypatch.setattr(cli, "cmd_predict", stop)
+    assert cli.main(["predict", "x.png"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
 
 
 def test_a_run_folder_may_be_named_by_a_string(tmp_path):
@@ -286,3 +259,57 @@ def test_a_run_killed_after_its_last_checkpoint_is_finished_by_resume(finished, 
 def test_a_checkpoint_is_not_taken_for_a_trained_model(finished):
     with pytest.raises(UserError, match=r"checkpoint.pt is not a trained model .*model.pt"):
         load_trained(finished / "checkpoint.pt")
+
+
+def stop_at(n: int):
+    """A log function that stops fit() when epoch ``n`` is logged, or (``n`` 0) at its start."""
+
+    def log(message: str) -> None:
+        if message.startswith("training" if n == 0 else f"epoch {n:2d}/"):
+            raise KeyboardInterrupt
+
+    return log
+
+
+def test_ctrl_c_in_the_first_epoch_says_nothing_was_kept(tmp_path, mnist):
+    with pytest.raises(KeyboardInterrupt, match="no epoch had finished, so nothing was kept"):
+        fit_quietly(small_config(epochs=2), tmp_path / "run", mnist, log=stop_at(0))
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_later_names_the_epochs_kept_and_how_to_go_on(tmp_path, mnist):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt, match=r"epochs 1-1 are in .*checkpoint.pt: .*--resume"):
+        fit_quietly(small_config(epochs=3), run, mnist, log=stop_at(2))
+
+
+def test_ctrl_c_in_a_replacement_says_the_finished_run_is_kept(finished, mnist):
+    with pytest.raises(
+        KeyboardInterrupt, match=rf"nothing was kept; the finished run in {finished}"
+    ):
+        fit_quietly(small_config(epochs=2), finished, mnist, force=True, log=stop_at(0))
+    with pytest.raises(KeyboardInterrupt, match=r"epochs 1-1 are in .*\.next.*--force --resume"):
+        fit_quietly(small_config(epochs=2), finished, mnist, force=True, log=stop_at(2))
+    with pytest.raises(
+        UserError, match=r"finished run.*a replacement stopped in \.next/ continues"
+    ):
+        fit_quietly(small_config(epochs=2), finished, mnist)
+
+
+def test_force_with_resume_and_nothing_to_resume_is_refused(tmp_path, mnist):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit_quietly(small_config(epochs=3), run, mnist, log=stop_at(2))  # an interrupted run
+    before = snapshot(run)
+    with pytest.raises(
+        UserError, match="no stopped replacement .* --resume alone .* --force alone"
+    ):
+        fit_quietly(small_config(epochs=3), run, mnist, force=True, resume=True)
+    assert snapshot(run) == before
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_out_whose_parent_cannot_be_written_is_one_line():
+    result = run_cli("train", *CLI_RUN, "--epochs", "1", "--out", "/proc/self/a/b")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "cannot write to the run directory /proc/self/a/b" in result.stderr
