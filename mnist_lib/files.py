@@ -93,10 +93,12 @@ def load_torch(path: str | Path, fix: str = "delete it and run again") -> Any:
     except FileNotFoundError:
         raise UserError(f"{path} is missing: {fix}") from None
     except Exception as exc:  # torch.load fails in many ways on bytes it did not write
-        if isinstance(exc, OSError) and exc.strerror:
+        if isinstance(exc, (PermissionError, IsADirectoryError)):
             reason = exc.strerror
         elif not zipfile.is_zipfile(path):
             reason = "not a file torch.save wrote: truncated, damaged or another program's"
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
         elif isinstance(exc, pickle.UnpicklingError):
             reason = "it holds objects that are not plain tensors and numbers, so it was not loaded"
         else:

@@ -175,6 +175,7 @@ def fit(
     cfg: TrainConfig,
     run_dir: str | Path,
     device: str = "auto",
+    *,
     data_dir: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
@@ -199,12 +200,12 @@ def fit(
         )
         with made(folder.path):
             run = Run.new(cfg, dev, amp).place(folder, home, resume, log)
-            log(
-                f"training {cfg.model} ({run.history.params:,} params) on {dev} "
-                f"({run.history.precision}), {len(dd.train_y):,} train / {len(dd.eval_y):,} "
-                f"{dd.split} images, seed {cfg.seed}"
-            )
             try:
+                log(
+                    f"training {cfg.model} ({run.history.params:,} params) on {dev} "
+                    f"({run.history.precision}), {len(dd.train_y):,} train / {len(dd.eval_y):,} "
+                    f"{dd.split} images, seed {cfg.seed}"
+                )
                 for _ in range(len(run.history.epochs), cfg.epochs):
                     start = time.perf_counter()
                     stats = train_one_epoch(run.model, dd, run.optimizer, run.scheduler, cfg,
@@ -224,7 +225,8 @@ def load_trained(path: str | Path, device: str = "cpu") -> nn.Module:
     saved = load_torch(path, fix="retrain it, e.g. with --force")
     if not (
         isinstance(saved, dict)
-        and saved.get("model") in MODELS
+        and isinstance(saved.get("model"), str)
+        and saved["model"] in MODELS
         and isinstance(saved.get("config"), dict)
         and "state_dict" in saved
     ):

@@ -35,8 +35,14 @@ def load_image(path: str | Path) -> np.ndarray:
     except Exception as exc:  # PIL fails in many ways on a damaged or foreign file
         if isinstance(exc, FileNotFoundError):
             raise UserError(f"{path} is missing: give the path of a picture") from None
+        if isinstance(exc, Image.UnidentifiedImageError):
+            reason = "not a picture PIL can read"
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        else:
+            reason = f"{exc}".split("\n")[0] or type(exc).__name__  # e.g. truncated
         raise UserError(
-            f"cannot read the image {path} ({type(exc).__name__}): give a PNG or JPEG file"
+            f"cannot read the image {path} ({reason}): give a PNG or JPEG file"
         ) from None
 
 

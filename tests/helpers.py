@@ -32,7 +32,7 @@ def silent(message: str) -> None:
 
 def fit_quietly(cfg: TrainConfig, run_dir: Path, data: Mnist, **options) -> History:
     """`fit` on the CPU with no output, on MNIST already loaded."""
-    return fit(cfg, run_dir, device="cpu", log=silent, data=data, **options)
+    return fit(cfg, run_dir, device="cpu", data=data, **{"log": silent, **options})
 
 
 def small_config(**overrides) -> TrainConfig:

@@ -38,8 +38,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .speed.together import fit_fast
 
     train = fit_fast if args.fast else fit
-    history = train(config_from(args), args.out, args.device, args.data_dir, args.resume,
-                    args.force, log)  # fmt: skip
+    history = train(config_from(args), args.out, args.device, data_dir=args.data_dir,
+                    resume=args.resume, force=args.force, log=log)  # fmt: skip
     log(target_line(history))
 
 

@@ -89,11 +89,11 @@ def test_a_forced_sweep_moves_each_replacement_in_when_it_finishes(tmp_path, mni
     seed_0_written = (out / "seed-0" / "history.json").stat().st_mtime_ns
     trained, fit = [], sweep_module.fit
 
-    def stop_before_the_second_seed(cfg, *args):
+    def stop_before_the_second_seed(cfg, *args, **options):
         trained.append(cfg)
         if len(trained) == 2:
             raise KeyboardInterrupt
-        return fit(cfg, *args)
+        return fit(cfg, *args, **options)
 
     monkeypatch.setattr(sweep_module, "fit", stop_before_the_second_seed)
     with pytest.raises(KeyboardInterrupt):
@@ -160,7 +160,7 @@ def test_ablation_commands_cover_every_variant_and_seed(tmp_path):
 
 
 def test_an_ablation_of_some_variants_keeps_the_others(tmp_path, monkeypatch):
-    def trained(cfg, seeds, out, *args):
+    def trained(cfg, seeds, out, *args, **options):
         return summarize([made_history([99.5 - cfg.dropout] * 5, seed=s) for s in seeds])
 
     monkeypatch.setattr(ablate_module, "run_seeds", trained)

@@ -100,14 +100,14 @@ def run_seeds(
     cfgs = [replace(cfg, seed=seed) for seed in todo]
     with made(Path(out)):  # a sweep refused before its first run leaves no folder
         if todo and pick_device(device).type == "cuda":
-            fit_together(
-                cfgs, [f.path for f in folders], device, data_dir, resumes, force, log, data
-            )
+            fit_together(cfgs, [f.path for f in folders], device, data_dir=data_dir,
+                         resume=resumes, force=force, log=log, data=data)  # fmt: skip
         elif todo:
             data = data or load_mnist(data_dir, log=log)
             for c, folder, resume in zip(cfgs, folders, resumes, strict=True):
                 train = fit_fast if fast else fit
-                train(c, folder.path, device, data_dir, resume, force, log, data)
+                train(c, folder.path, device, data_dir=data_dir, resume=resume, force=force,
+                      log=log, data=data)  # fmt: skip
     return summarize_folder(out, max_epochs, log)
 
 

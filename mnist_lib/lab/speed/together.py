@@ -23,6 +23,7 @@ def fit_together(
     cfgs: list[TrainConfig],
     run_dirs: list[str | Path],
     device: str = "auto",
+    *,
     data_dir: str | Path | None = None,
     resume: list[bool] | None = None,
     force: bool = False,
@@ -85,18 +86,10 @@ def train_together(
         run.finish()
 
 
-def fit_fast(
-    cfg: TrainConfig,
-    run_dir: str | Path,
-    device: str = "auto",
-    data_dir: str | Path | None = None,
-    resume: bool = False,
-    force: bool = False,
-    log: Callable[[str], None] = print,
-    data: Mnist | None = None,
-) -> History:
-    """`fit`, the fast way: on a GPU the whole step as one CUDA graph, on a CPU the ghost batches
-    on parallel threads (`ShardedStep`). The same computation as `fit` (the float64 tests)."""
+def fit_fast(cfg: TrainConfig, run_dir: str | Path, device: str = "auto", **options) -> History:
+    """`fit` (the same options), the fast way: on a GPU the whole step as one CUDA graph, on a CPU
+    the ghost batches on parallel threads (`ShardedStep`). The same computation as `fit`."""
     if pick_device(device).type == "cuda":
-        return fit_together([cfg], [run_dir], device, data_dir, [resume], force, log, data)[0]
-    return fit(cfg, run_dir, device, data_dir, resume, force, log, data, step=ShardedStep())
+        resume = options.pop("resume", False)
+        return fit_together([cfg], [run_dir], device, resume=[resume], **options)[0]
+    return fit(cfg, run_dir, device, step=ShardedStep(), **options)
