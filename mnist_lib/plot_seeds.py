@@ -50,7 +50,7 @@ def seed_curves(sweeps: list[list[History]]) -> Figure:
     return fig
 
 
-def ablation_figure(runs: dict[str, list[History]], low: float = 98.8) -> Figure:
+def compare_figure(runs: dict[str, list[History]], low: float = 98.8) -> Figure:
     """Left: mean accuracy per epoch of each variant over its seeds (``runs``: each variant's
     histories). Right: each seed's lowest accuracy in the last N epochs, per variant, against
     the target. Values below ``low`` (a variant that did not train) are drawn at the edge, with

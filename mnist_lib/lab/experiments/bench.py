@@ -1,5 +1,5 @@
 """Side-by-side speed: two ways of training `net`'s recipe in one process, alternating, medians
-(a machine's pace drifts by 10-40 % from minute to minute; both ways see the same drift).
+(a machine's pace drifts from minute to minute; both ways see the same drift).
 
 ``compare="usual"``: (a) the usual tutorial pipeline, torchvision's `datasets.MNIST` with
 per-image PIL transforms through a `DataLoader`, the default memory layout, fp32, a loss
@@ -237,7 +237,8 @@ def run_bench(
 
 
 def bench_table(report: dict) -> str:
-    """A saved benchmark as a markdown table: per-epoch times, median, throughput, memory."""
+    """A saved benchmark as a markdown table: per-epoch times, median, throughput, memory, and on
+    a GPU the seeds' rows (seconds per epoch of all of them)."""
     rows = [
         "| way | seconds per epoch, in the order run | median | images/s | peak memory |",
         "|---|---|---:|---:|---:|",
@@ -249,4 +250,11 @@ def bench_table(report: dict) -> str:
             f"| {name} | {times} | {r['median']:.1f} s | {r['images_per_s']:,.0f} "
             f"| {r['peak'] / 2**20:,.0f} MiB |"
         )
+    for name, r in report.get("seeds", {}).items():
+        if isinstance(r, dict) and "times" in r:
+            times = ", ".join(f"{t:.2f}" for t in r["times"])
+            peak = f"{r['peak'] / 2**20:,.0f} MiB" if "peak" in r else ""
+            rows.append(
+                f"| seeds: {name.replace('_', ' ')} | {times} | {r['median']:.2f} s | | {peak} |"
+            )
     return "\n".join(rows)

@@ -44,7 +44,7 @@ class StackedTrainer:
         self.device = dev = data.train_x.device
         self.runs, self.batch, self.shards = len(runs), cfg.batch_size, cfg.shards
         self.steps = steps_per_epoch(len(data.train_y), self.batch)
-        for r in runs:  # channels-last: on the H200 a graphed step ran 2.4x faster so in bf16
+        for r in runs:  # channels-last everywhere: the faster layout for a graphed step too
             r.model.to(memory_format=layout)
             r.eval_model.to(memory_format=layout)
         self.layout = layout
