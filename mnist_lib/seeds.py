@@ -49,20 +49,28 @@ def chance_difference(groups: list[list[History]]) -> tuple[float, int, float]:
     return std, seeds, 2 * std * math.sqrt(2 / seeds)
 
 
+def changes(groups: dict[str, list[History]], base: str) -> dict[str, tuple[float, bool]]:
+    """Per group: how far the mean `lowest` moved against group ``base``, and whether that is
+    beyond chance (`chance_difference` over all the groups given)."""
+    chance = chance_difference(list(groups.values()))[2]
+    base_mean = statistics.fmean(map(lowest, groups[base]))
+    moved = {name: statistics.fmean(map(lowest, runs)) - base_mean for name, runs in groups.items()}
+    return {name: (change, abs(change) > chance) for name, change in moved.items()}
+
+
 def compare_table(groups: dict[str, list[History]], base: str) -> str:
     """One row per group of seeds: parameters, the final and the lowest accuracy (mean ± std),
     the change of the lowest's mean against group ``base``, whether it is beyond chance (over
     all the groups given), the worst seed and how many seeds held the target."""
-    chance = chance_difference(list(groups.values()))[2]
-    base_mean = statistics.fmean(map(lowest, groups[base]))
+    moved = changes(groups, base)
     lines = [
         f"{'variant':<16} | {'params':>6} | {'final acc (%)':>13} | {'last-5 min (%)':>14} | "
         f"{'vs ' + base:>9} | {'> chance':>8} | {'worst':>6} | passed"
     ]
     for name, runs in groups.items():
         finals, lows = [h.accs()[-1] for h in runs], [lowest(h) for h in runs]
-        change = statistics.fmean(lows) - base_mean
-        beyond = "" if name == base else "yes" if abs(change) > chance else "no"
+        change, beyond_chance = moved[name]
+        beyond = "" if name == base else "yes" if beyond_chance else "no"
         passed = sum(not target_misses(h) for h in runs)
         lines.append(
             f"{name:<16} | {runs[0].params:>6,} | {statistics.fmean(finals):6.2f} ± "

@@ -6,6 +6,7 @@ import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,16 @@ def damaged(valid: bytes) -> list[bytes]:
 def one_line(error: pytest.ExceptionInfo, path: Path) -> None:
     message = str(error.value)
     assert "\n" not in message and str(path) in message, message
+
+
+def each_damaged_copy_is_named(valid: bytes, like: Path, load: Callable[[Path], object]) -> None:
+    """``load`` of each damaged copy of ``valid`` (named after ``like``) is one line naming it."""
+    for i, data in enumerate(damaged(valid)):
+        path = like.with_name(f"damaged-{i}{like.suffix}")
+        path.write_bytes(data)
+        with pytest.raises(UserError) as error:
+            load(path)
+        one_line(error, path)
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +84,8 @@ def test_a_history_of_the_wrong_shape_is_named(tmp_path, content):
 
 
 def test_a_damaged_model_is_named(tmp_path, finished):
-    valid = (finished / "model.pt").read_bytes()
-    for i, data in enumerate(damaged(valid)):
-        path = tmp_path / f"{i}.pt"
-        path.write_bytes(data)
-        with pytest.raises(UserError) as error:
-            load_trained(path)
-        one_line(error, path)
+    each_damaged_copy_is_named((finished / "model.pt").read_bytes(), tmp_path / "model.pt",
+                               load_trained)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -157,13 +163,8 @@ def test_damaged_pictures_are_named(tmp_path):
 
     noise = random.Random(0).randbytes(64 * 64)  # a cut anywhere lands inside the pixels
     Image.frombytes("L", (64, 64), noise).save(tmp_path / "digit.png")
-    valid = (tmp_path / "digit.png").read_bytes()
-    for i, data in enumerate(damaged(valid)):
-        path = tmp_path / f"{i}.png"
-        path.write_bytes(data)
-        with pytest.raises(UserError) as error:
-            load_image(path)
-        one_line(error, path)
+    each_damaged_copy_is_named((tmp_path / "digit.png").read_bytes(), tmp_path / "digit.png",
+                               load_image)  # fmt: skip
 
 
 def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path):

@@ -13,8 +13,9 @@ from helpers import silent
 from mnist_lib import model
 from mnist_lib.config import recipe
 from mnist_lib.data import DeviceData
-from mnist_lib.files import REPO_ROOT
+from mnist_lib.files import REPO_ROOT, read_json
 from mnist_lib.fit import fit
+from mnist_lib.seeds import changes, read_histories
 
 BOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 
@@ -96,3 +97,26 @@ def test_answers_are_hidden_with_their_outputs_and_no_parameters_are_pinned(book
         if "answer" in tags:
             assert cell.outputs == [] and cell.metadata["jupyter"]["outputs_hidden"]
             assert cell.metadata["jupyter"]["source_hidden"] and "print(" in cell.source
+
+
+# Notebook 3's recipe table, each part's row and the ablation variant that takes the part away.
+RECIPE_EVIDENCE = {
+    "one-cycle": "constant-lr",
+    "augmentation": "no-augmentation",
+    "weight average": "no-ema",
+    "ghost batches": "whole-batches",
+    "no dropout": "original-dropout",
+}
+
+
+def test_notebook_3_s_recipe_table_says_what_the_ablation_found():
+    ablation = REPO_ROOT / "results" / "ablate"
+    runs = {name: read_histories(ablation / name) for name in read_json(ablation / "ablation.json")}
+    moved = changes(runs, base="recipe")
+    [table] = [c.source for c in cells("03-train.ipynb") if "| part |" in c.source]
+    for part, variant in RECIPE_EVIDENCE.items():
+        rows = [line for line in table.splitlines() if line.startswith("|")]
+        [row] = [line for line in rows if part in line.split("|")[1]]
+        said = "beyond chance" in row
+        assert said or "within chance" in row, row
+        assert said == moved[variant][1], (row, moved[variant])
