@@ -33,7 +33,8 @@ SWEEPS = tuple(
     )  # fmt: skip
 )
 EARLIER = tuple(
-    RESULTS_DIR / "earlier-code" / f"sweep-{name}" for name in ("net", "net-more", "net-gpu")
+    RESULTS_DIR / "earlier-code" / f"sweep-{name}"
+    for name in ("net", "net-more", "net-gpu", "tiny")
 )
 
 
