@@ -28,7 +28,9 @@ def import_graph() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + [node.module]) if node.level else node.module or ""
+                target = ".".join(base + [node.module] if node.module else base)
+                if not node.level:
+                    target = node.module or ""
                 found |= {
                     f"{target}.{a.name}" if f"{target}.{a.name}" in paths else target
                     for a in node.names
