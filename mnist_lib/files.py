@@ -141,7 +141,12 @@ def made(path: Path) -> Iterator[None]:
     """Create the folder ``path`` for the block; if it was new, remove it again should the block
     leave it empty (a run refused or stopped before its first file)."""
     created = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create {path} ({exc.strerror or exc}): choose another --out"
+        ) from None
     try:
         yield
     finally:

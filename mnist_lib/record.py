@@ -173,19 +173,20 @@ def training_folder(folder: RunFolder, cfg: TrainConfig, resume: bool, force: bo
         )
     if force:
         return target
+    waiting = "; a replacement stopped in .next/ continues with --force --resume" * (
+        folder.staging.checkpoint.exists()
+    )
     if folder.is_finished():
         other = changed_fields(folder.read_history().config, cfg)
         detail = f" (made with other settings: {', '.join(other)})" if other else ""
-        waiting = folder.staging.checkpoint.exists()
         raise UserError(
             f"{folder.path} already holds a finished run{detail}: pass --force to replace "
-            "it (it is kept until the new run finishes), or choose another --out"
-            + ("; a replacement stopped in .next/ continues with --force --resume" * waiting)
+            "it (it is kept until the new run finishes), or choose another --out" + waiting
         )
     if folder.checkpoint.exists() and not resume:
         raise UserError(
             f"{folder.path} holds an interrupted run: pass --resume to continue it, "
-            "or --force to start over"
+            "or --force to start over" + waiting
         )
     return folder
 

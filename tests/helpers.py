@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from mnist_lib.config import TrainConfig
+import pytest
+
+from mnist_lib.config import TrainConfig, UserError
 from mnist_lib.data import Mnist
 from mnist_lib.files import REPO_ROOT
 from mnist_lib.fit import fit
@@ -88,3 +92,26 @@ def without_timing(history: dict) -> dict:
         **history,
         "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in history["epochs"]],
     }
+
+
+def damaged(valid: bytes) -> list[bytes]:
+    """Ten random files, text, an empty file, and ``valid`` cut at five places."""
+    rng = random.Random(0)
+    variants = [rng.randbytes(rng.choice([10, 500, 5000])) for _ in range(10)]
+    variants += [b"hello world\n" * 100, b""]
+    return variants + [valid[: len(valid) * k // 6] for k in range(1, 6)]
+
+
+def one_line(error: pytest.ExceptionInfo, path: Path) -> None:
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message, message
+
+
+def each_damaged_copy_is_named(valid: bytes, like: Path, load: Callable[[Path], object]) -> None:
+    """``load`` of each damaged copy of ``valid`` (named after ``like``) is one line naming it."""
+    for i, data in enumerate(damaged(valid)):
+        path = like.with_name(f"damaged-{i}{like.suffix}")
+        path.write_bytes(data)
+        with pytest.raises(UserError) as error:
+            load(path)
+        one_line(error, path)

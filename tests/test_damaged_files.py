@@ -6,12 +6,19 @@ import random
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import fit_quietly, made_history, run_cli, small_config
+from helpers import (
+    damaged,
+    each_damaged_copy_is_named,
+    fit_quietly,
+    made_history,
+    one_line,
+    run_cli,
+    small_config,
+)
 
 from mnist_lib.config import UserError
 from mnist_lib.data import IDX_MD5, ensure_mnist
@@ -21,29 +28,6 @@ from mnist_lib.handwriting import load_image
 from mnist_lib.record import RunFolder
 
 pytestmark = pytest.mark.training  # run again in fp32 by `make test`
-
-
-def damaged(valid: bytes) -> list[bytes]:
-    """Ten random files, text, an empty file, and ``valid`` cut at five places."""
-    rng = random.Random(0)
-    variants = [rng.randbytes(rng.choice([10, 500, 5000])) for _ in range(10)]
-    variants += [b"hello world\n" * 100, b""]
-    return variants + [valid[: len(valid) * k // 6] for k in range(1, 6)]
-
-
-def one_line(error: pytest.ExceptionInfo, path: Path) -> None:
-    message = str(error.value)
-    assert "\n" not in message and str(path) in message, message
-
-
-def each_damaged_copy_is_named(valid: bytes, like: Path, load: Callable[[Path], object]) -> None:
-    """``load`` of each damaged copy of ``valid`` (named after ``like``) is one line naming it."""
-    for i, data in enumerate(damaged(valid)):
-        path = like.with_name(f"damaged-{i}{like.suffix}")
-        path.write_bytes(data)
-        with pytest.raises(UserError) as error:
-            load(path)
-        one_line(error, path)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +162,17 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path):
                           env={**os.environ, "PYTHONPATH": path})  # fmt: skip
     assert proc.returncode == 130 and proc.stderr == "interrupted\n", proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("data", [b"", b"hello world\n" * 100, random.Random(1).randbytes(5000)],
+                         ids=["empty", "text", "random"])  # fmt: skip
+def test_predict_names_a_damaged_model_file(tmp_path, data):
+    (tmp_path / "model.pt").write_bytes(data)
+    from PIL import Image
+
+    digit = tmp_path / "digit.png"
+    Image.new("L", (28, 28)).save(digit)
+    result = run_cli("predict", "--model-file", tmp_path / "model.pt", digit)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert str(tmp_path / "model.pt") in result.stderr
+    assert (tmp_path / "model.pt").read_bytes() == data

@@ -296,6 +296,16 @@ def test_ctrl_c_in_a_replacement_says_the_finished_run_is_kept(finished, mnist):
         fit_quietly(small_config(epochs=2), finished, mnist)
 
 
+def test_a_stopped_replacement_of_an_interrupted_run_is_mentioned(tmp_path, mnist):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit_quietly(small_config(epochs=3), run, mnist, log=stop_at(2))  # an interrupted run
+    with pytest.raises(KeyboardInterrupt):  # its replacement, stopped too
+        fit_quietly(small_config(epochs=3), run, mnist, force=True, log=stop_at(2))
+    with pytest.raises(UserError, match=r"interrupted run.*a replacement stopped in \.next/"):
+        fit_quietly(small_config(epochs=3), run, mnist)
+
+
 def test_force_with_resume_and_nothing_to_resume_is_refused(tmp_path, mnist):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -312,4 +322,4 @@ def test_force_with_resume_and_nothing_to_resume_is_refused(tmp_path, mnist):
 def test_an_out_whose_parent_cannot_be_written_is_one_line():
     result = run_cli("train", *CLI_RUN, "--epochs", "1", "--out", "/proc/self/a/b")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert "cannot write to the run directory /proc/self/a/b" in result.stderr
+    assert "cannot create /proc/self/a/b" in result.stderr

@@ -29,8 +29,8 @@ except KeyboardInterrupt:
 
 register()  # the lab's models, for train and seeds
 # What Ctrl-C leaves in a command that trains several runs.
-AGAIN = "finished runs are kept, and the one in training goes on from its last finished epoch: "
-AGAIN += "run the same command again to continue"
+AGAIN = "finished runs are kept, and the one in training goes on from its last finished epoch "
+AGAIN += "(from the start if it had finished none): run the same command again to continue"
 
 
 def cmd_train(args: argparse.Namespace) -> None:

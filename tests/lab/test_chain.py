@@ -5,11 +5,13 @@ import re
 
 import nbformat
 import pytest
+import torch
 from helpers import run_cli, silent
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 import mnist_lib.lab.notebooks.chain as chain
 from mnist_lib.config import UserError
+from mnist_lib.files import write_text
 from mnist_lib.lab.notebooks.chain import (
     checked_parameters,
     notebooks,
@@ -41,6 +43,12 @@ def test_notebooks_in_order_and_by_number_or_name():
 def test_an_unknown_notebook_is_named():
     with pytest.raises(UserError, match="no notebook 99.*choose from 01-visualise"):
         notebooks(["99"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_cuda_device_is_refused_before_any_runs_on_a_machine_without_one():
+    with pytest.raises(UserError, match=r"would refuse its parameters: .*cuda"):
+        checked_parameters(notebooks(), {"DEVICE": "cuda"}, smoke=False)
 
 
 @pytest.mark.parametrize(
@@ -148,13 +156,36 @@ def test_a_chain_that_fails_changes_no_notebook_and_puts_back_what_it_wrote(tmp_
     assert sorted(p.name for p in images.iterdir()) == ["old.png"]
 
 
+def test_a_write_back_that_fails_changes_no_notebook(tmp_path, monkeypatch):
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    for name in ("01-one", "02-two"):
+        nbformat.write(new_notebook(cells=[new_code_cell("print(1)")]), books / f"{name}.ipynb")
+    before = {p.name: p.read_bytes() for p in books.iterdir()}
+    monkeypatch.setattr(chain, "NOTEBOOKS_DIR", books)
+    writes = []
+
+    def full_disk_on_the_second(path, text):
+        writes.append(path)
+        if len(writes) == 2:
+            raise OSError(28, "No space left on device")
+        return write_text(path, text)
+
+    monkeypatch.setattr(chain, "write_text", full_disk_on_the_second)
+    with pytest.raises(OSError, match="No space"):
+        run_chain(log=silent, stream=False)
+    assert {p.name: p.read_bytes() for p in books.iterdir()} == before
+
+
 def test_the_kernels_import_this_checkout(tmp_path, monkeypatch):
     books = tmp_path / "notebooks"
     books.mkdir()
     cell = new_code_cell("import mnist_lib\nprint(mnist_lib.__file__)")
     nbformat.write(new_notebook(cells=[cell]), books / "01-where.ipynb")
     monkeypatch.setattr(chain, "NOTEBOOKS_DIR", books)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # another checkout's, say
+    (tmp_path / "mnist_lib").mkdir()  # another checkout's package, first on the path
+    (tmp_path / "mnist_lib" / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     [done] = run_chain(log=silent, stream=False)
     printed = nbformat.read(done, as_version=4).cells[0].outputs[0].text
     assert printed.strip() == str(REPO_ROOT / "mnist_lib" / "__init__.py")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ...config import TrainConfig, UserError, recipe
 from ...data import VAL_SIZE
-from ...files import read_json, write_json
+from ...files import made, read_json, write_json
 from ...record import History
 from ...seeds import compare_table
 from .sweep import load_sweep, run_seeds, train_commands
@@ -68,21 +68,22 @@ def run_ablation(
 ) -> dict:
     """Train every variant on every seed (finished runs are kept) and write ablation.json."""
     out = Path(out)
-    results = {}
-    for name in variant_names(only):
-        log(f"ablation {name}: {ABLATIONS[name] or 'the recipe as it is'}")
-        try:
-            summary = run_seeds(
-                variant_config(name), seeds, out / name, device, data_dir, log, fast=fast
-            )
-            results[name] = {"changes": ABLATIONS[name], "summary": summary}
-        except UserError as exc:  # e.g. a variant whose loss diverges: that is a result too
-            results[name] = {"changes": ABLATIONS[name], "error": str(exc)}
-            log(f"ablation {name}: {exc}")
-    if (out / ABLATION).is_file():  # keep the variants this call did not train (--only)
-        results = {**load_ablation(out), **results}
-    results = {name: results[name] for name in ABLATIONS if name in results}
-    write_json(out / ABLATION, results)
+    with made(out):  # an ablation refused before its first run leaves no folder
+        results = {}
+        for name in variant_names(only):
+            log(f"ablation {name}: {ABLATIONS[name] or 'the recipe as it is'}")
+            try:
+                summary = run_seeds(
+                    variant_config(name), seeds, out / name, device, data_dir, log, fast=fast
+                )
+                results[name] = {"changes": ABLATIONS[name], "summary": summary}
+            except UserError as exc:  # e.g. a variant whose loss diverges: that is a result too
+                results[name] = {"changes": ABLATIONS[name], "error": str(exc)}
+                log(f"ablation {name}: {exc}")
+        if (out / ABLATION).is_file():  # keep the variants this call did not train (--only)
+            results = {**load_ablation(out), **results}
+        results = {name: results[name] for name in ABLATIONS if name in results}
+        write_json(out / ABLATION, results)
     return results
 
 

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ...config import RECIPES, TrainConfig, UserError, changed_fields
+from ...config import RECIPES, TrainConfig, changed_fields
 from ...data import VAL_SIZE
 from ...record import target_misses
 from ...seeds import lowest, read_histories
 from ..paths import RESULTS_DIR
 from .designs import DESIGNS
-from .sweep import SUMMARY, load_summary
+from .sweep import fields_of, load_summary
 from .variants import register
 
 register()
@@ -79,7 +79,7 @@ def results_table(sweeps: Sequence[Path] = SWEEPS) -> str:
     ]
     for folder in sweeps:
         s = load_summary(folder)
-        try:
+        with fields_of(folder):
             seeds = ", ".join(str(r["seed"]) for r in s["runs"])
             final, low = s["final"], s["min_last"]
             rows.append(
@@ -90,17 +90,31 @@ def results_table(sweeps: Sequence[Path] = SWEEPS) -> str:
                 f"| {duration(s['seconds_per_run'])} "
                 f"| {s['hardware']} ({s['device']}, {s['precision']}), torch {s['torch']} |"
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(
-                f"{Path(folder) / SUMMARY} is not a sweep's summary ({type(exc).__name__}: "
-                f"{exc}): delete it, and run the same seeds command again to write it"
-            ) from None
     return "\n".join(rows)
 
 
 def search_recipe(model: str) -> TrainConfig:
     """The recipe every candidate was trained with, on the validation split: TinyNet's."""
     return replace(RECIPES["tiny"], model=model, val=VAL_SIZE).validate()
+
+
+def design_row(s: dict, name: str) -> tuple[float, str] | None:
+    """One candidate's row of `design_table`, keyed by its validation mean; None for a test
+    sweep."""
+    if s["split"] != "val":
+        return None
+    config = {**s["config"], "seed": 0}
+    changes = [
+        f"{k} {config[k]}" for k in changed_fields(config, search_recipe(s["model"])) if k != "seed"
+    ]
+    low = s["min_last"]
+    return (
+        low["mean"],
+        f"| `{name}` | `{DESIGNS[s['model']]}` "
+        f"| {s['params']:,} | {', '.join(changes) or '-'} | {s['total']} "
+        f"| {low['mean']:.2f} ± {low['std']:.2f} % | {s['worst_min_last']:.2f} % "
+        f"| {s['final']['mean']:.2f} % |",
+    )
 
 
 def design_table(folder: str | Path) -> str:
@@ -110,24 +124,10 @@ def design_table(folder: str | Path) -> str:
     rows = []
     for summary_file in sorted(Path(folder).glob("*/summary.json")):
         s = load_summary(summary_file.parent)
-        if s["split"] != "val":
-            continue
-        config = {**s["config"], "seed": 0}
-        changes = [
-            f"{k} {config[k]}"
-            for k in changed_fields(config, search_recipe(s["model"]))
-            if k != "seed"
-        ]
-        low = s["min_last"]
-        rows.append(
-            (
-                low["mean"],
-                f"| `{summary_file.parent.name}` | `{DESIGNS[s['model']]}` "
-                f"| {s['params']:,} | {', '.join(changes) or '-'} | {s['total']} "
-                f"| {low['mean']:.2f} ± {low['std']:.2f} % | {s['worst_min_last']:.2f} % "
-                f"| {s['final']['mean']:.2f} % |",
-            )
-        )
+        with fields_of(summary_file.parent):
+            row = design_row(s, summary_file.parent.name)
+        if row:
+            rows.append(row)
     header = [
         "| run | layers | params | recipe change | seeds | val last-5 min | worst seed "
         "| val final |",

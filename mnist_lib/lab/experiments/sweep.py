@@ -2,7 +2,8 @@
 
 import shlex
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -212,10 +213,23 @@ def load_summary(out: str | Path) -> dict:
     keys = ("model", "params", "epochs", "runs", "final", "min_last", "worst_min_last", "passed",
             "total", "seconds_per_run", "hardware", "device", "precision", "torch")  # fmt: skip
     if not (isinstance(summary, dict) and all(k in summary for k in keys)
+            and isinstance(summary["runs"], list)
             and all(isinstance(r, dict) and "seed" in r for r in summary["runs"])):  # fmt: skip
         raise UserError(f"{path} is not a sweep's summary: delete it, and run the same seeds "
                         "command again to write it")  # fmt: skip
     return summary
+
+
+@contextmanager
+def fields_of(out: str | Path) -> Iterator[None]:
+    """Reading a summary's fields: one of the wrong type or missing is one line naming the file."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(
+            f"{Path(out) / SUMMARY} is not a sweep's summary ({type(exc).__name__}: {exc}): "
+            "delete it, and run the same seeds command again to write it"
+        ) from None
 
 
 def load_sweep(out: str | Path) -> tuple[dict, list[History]]:

@@ -206,4 +206,12 @@ def run_chain(
                     "no notebook, result or image was changed"
                 ) from None
             executed.append((book.name, without_run_details(nb)))
-    return [write_text(out_dir / name, nbformat.writes(nb)) for name, nb in executed]
+    # every notebook written aside first, then renamed in: a failed write changes none of them
+    staged = {out_dir / name: out_dir / f".{name}.new" for name, _ in executed}
+    try:
+        for (_, nb), aside in zip(executed, staged.values(), strict=True):
+            write_text(aside, nbformat.writes(nb))
+        return [aside.replace(path) for path, aside in staged.items()]
+    finally:
+        for aside in staged.values():
+            aside.unlink(missing_ok=True)
