@@ -271,6 +271,6 @@ def time_bars(seconds: dict[str, float], title: str) -> Figure:
                     xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)  # fmt: skip
     ax.set_xlim(0, 1000 * max(seconds.values()) * 1.3)
     ax.set_xlabel("milliseconds per step")
-    ax.set_title(title)
+    fig.suptitle(title, fontsize="medium")
     ax.grid(axis="x", alpha=0.3)
     return fig
