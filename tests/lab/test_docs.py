@@ -11,6 +11,7 @@ from mnist_lib.lab.experiments.report import (
     course_table,
     design_table,
     results_table,
+    tiny_batch_table,
 )
 from mnist_lib.lab.paths import RESULTS_DIR
 
@@ -26,6 +27,7 @@ def test_the_results_page_gives_every_sweep_and_the_ablation():
     assert course_table() in text
     assert results_table(SWEEPS) in text and results_table(EARLIER) in text
     assert ablation_table(RESULTS_DIR / "ablate") in text
+    assert tiny_batch_table() in text
 
 
 @pytest.mark.parametrize("folder", ["design-search", "design-search-gpu"])

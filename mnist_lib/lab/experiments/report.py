@@ -9,10 +9,10 @@ from pathlib import Path
 from ...config import RECIPES, TrainConfig, changed_fields
 from ...data import VAL_SIZE
 from ...record import target_misses
-from ...seeds import lowest, read_histories
+from ...seeds import compare_table, lowest, read_histories
 from ..paths import RESULTS_DIR
 from .designs import DESIGNS
-from .sweep import fields_of, load_summary
+from .sweep import fields_of, load_summary, load_sweep
 from .variants import register
 
 register()
@@ -134,3 +134,10 @@ def design_table(folder: str | Path) -> str:
         "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     return "\n".join(header + [row for _, row in sorted(rows, reverse=True)])
+
+
+def tiny_batch_table() -> str:
+    """TinyNet's batch size on the validation split: batch 128 (its recipe) against 256."""
+    folder = RESULTS_DIR / "validation"
+    groups = {f"batch {b}": load_sweep(folder / f"tiny-b{b}")[1] for b in (128, 256)}
+    return compare_table(groups, base="batch 128")
