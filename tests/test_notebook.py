@@ -114,8 +114,8 @@ def test_notebook_3_s_recipe_table_says_what_the_ablation_found():
     runs = {name: read_histories(ablation / name) for name in read_json(ablation / "ablation.json")}
     moved = changes(runs, base="recipe")
     [table] = [c.source for c in cells("03-train.ipynb") if "| part |" in c.source]
+    rows = [line for line in table.splitlines() if line.startswith("|")]
     for part, variant in RECIPE_EVIDENCE.items():
-        rows = [line for line in table.splitlines() if line.startswith("|")]
         [row] = [line for line in rows if part in line.split("|")[1]]
         said = "beyond chance" in row
         assert said or "within chance" in row, row

@@ -15,24 +15,26 @@ SUMMARY = RESULTS_DIR / "sweep-net" / "summary.json"
 ABLATION = RESULTS_DIR / "ablate" / "ablation.json"
 
 
-def test_a_damaged_summary_is_named(tmp_path):
-    for data in damaged(SUMMARY.read_bytes()):
-        (tmp_path / "summary.json").write_bytes(data)
+@pytest.mark.parametrize(
+    ("valid", "load"),
+    [(SUMMARY, load_summary), (ABLATION, load_ablation)],
+    ids=["summary", "ablation"],
+)
+def test_a_damaged_lab_file_is_named(tmp_path, valid, load):
+    """Each damaged copy of ``valid``, in a folder of its own, read by ``load`` of that folder."""
+    for data in damaged(valid.read_bytes()):
+        (tmp_path / valid.name).write_bytes(data)
         with pytest.raises(UserError) as error:
-            load_summary(tmp_path)
-        one_line(error, tmp_path / "summary.json")
+            load(tmp_path)
+        one_line(error, tmp_path / valid.name)
 
 
-def test_a_damaged_ablation_is_named(tmp_path):
-    for data in damaged(ABLATION.read_bytes()):
-        (tmp_path / "ablation.json").write_bytes(data)
-        with pytest.raises(UserError) as error:
-            load_ablation(tmp_path)
-        one_line(error, tmp_path / "ablation.json")
-    for wrong in [[], {"recipe": 3}, "recipe"]:
-        write_json(tmp_path / "ablation.json", wrong)
-        with pytest.raises(UserError, match="is not an ablation's results"):
-            load_ablation(tmp_path)
+@pytest.mark.parametrize("wrong", [[], {"recipe": 3}, "recipe"], ids=["a-list", "a-number", "text"])
+def test_an_ablation_of_the_wrong_shape_is_named(tmp_path, wrong):
+    write_json(tmp_path / "ablation.json", wrong)
+    with pytest.raises(UserError, match="is not an ablation's results") as error:
+        load_ablation(tmp_path)
+    one_line(error, tmp_path / "ablation.json")
 
 
 @pytest.mark.parametrize(

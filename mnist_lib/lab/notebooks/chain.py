@@ -207,11 +207,12 @@ def run_chain(
                 ) from None
             executed.append((book.name, without_run_details(nb)))
     # every notebook written aside first, then renamed in: a failed write changes none of them
-    staged = {out_dir / name: out_dir / f".{name}.new" for name, _ in executed}
+    # (the asides are named as temporary files, so a killed chain's leftovers stay out of git)
+    staged = [(out_dir / name, out_dir / f".{name}.tmp", nb) for name, nb in executed]
     try:
-        for (_, nb), aside in zip(executed, staged.values(), strict=True):
+        for _, aside, nb in staged:
             write_text(aside, nbformat.writes(nb))
-        return [aside.replace(path) for path, aside in staged.items()]
+        return [aside.replace(path) for path, aside, _ in staged]
     finally:
-        for aside in staged.values():
+        for _, aside, _ in staged:
             aside.unlink(missing_ok=True)
